@@ -1,0 +1,8 @@
+#pragma once
+/// @file Everything a plugin needs.
+#include <assay/components.hpp>
+#include <assay/log.hpp>
+#include <assay/options.hpp>
+#include <assay/plugin.hpp>
+#include <assay/recorder.hpp>
+#include <assay/version.hpp>

@@ -1,0 +1,148 @@
+#pragma once
+/// @file The six component kinds a plugin can provide. A component is a class deriving from one of
+/// these interfaces, with a nested `Options` struct (see options.hpp) and a constructor
+/// `Class(const Options&, const Context&)`; register it with ASSAY_REGISTER (plugin.hpp).
+#include <assay/options.hpp>
+#include <assay/recorder.hpp>
+
+#include <c10/core/Device.h>
+#include <torch/nn/module.h>
+#include <torch/serialize/archive.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace assay {
+
+enum class Kind { task, model, optimizer, precision, algorithm, analyzer };
+/// "task", "model", ...: the recipe table a kind is configured in (analyzers: [[analyzers]]).
+std::string_view kind_name(Kind kind);
+
+/// Common base of every component: lets the host own any of them through one pointer type.
+class Component {
+ public:
+  virtual ~Component() = default;
+};
+
+class Task;
+class Model;
+class Optimizer;
+
+/// Shape of a task's data; models and algorithms size themselves from it.
+struct TaskShape {
+  int64_t vocab_size = 0;    ///< input token ids lie in [0, vocab_size)
+  int64_t num_classes = 0;   ///< logits per prediction
+  int64_t input_length = 0;  ///< tokens per example (the maximum, for variable-length tasks)
+};
+
+/// What a component is built with. Pointers are null for what does not exist yet when it is built
+/// (a task is built first, then the model, then the rest); they stay valid for the stage's lifetime.
+struct Context {
+  uint64_t seed = 0;             ///< the run's seed
+  c10::Device device{c10::kCPU}; ///< where tensors live
+  TaskShape task_shape;
+  Task* task = nullptr;
+  Model* model = nullptr;
+  Optimizer* optimizer = nullptr;
+  Recorder* recorder = nullptr;  ///< this component's view on the run store
+};
+
+/// A batch of examples. inputs: int64 token ids [B, T]. targets: int64 class ids, either [B] (one label
+/// per example) or [B, T] (per token; -100 = ignored).
+struct Batch {
+  at::Tensor inputs;
+  at::Tensor targets;
+};
+
+/// Data and evaluation sets.
+class Task : public Component {
+ public:
+  static constexpr Kind kind = Kind::task;
+  virtual TaskShape shape() const = 0;
+  /// The training batch of global step `step`: a pure function of (seed, step), so that a resumed run
+  /// sees exactly the data an uninterrupted one would.
+  virtual Batch train_batch(int64_t step) = 0;
+  /// Names of the evaluation sets, e.g. {"train", "test"}.
+  virtual std::vector<std::string> eval_splits() const = 0;
+  /// One whole evaluation set.
+  virtual Batch eval_batch(std::string_view split) = 0;
+};
+
+/// Parameters addressed together by optimizers and precision rules ("embedding", "head", ...).
+struct ParamGroup {
+  std::string name;
+  std::vector<at::Tensor> params;
+};
+
+/// A network. Register parameters with torch::nn::Module's register_parameter/register_module as
+/// usual; the host saves and restores them by name.
+class Model : public Component, public torch::nn::Module {
+ public:
+  static constexpr Kind kind = Kind::model;
+  /// Logits [B, C] for one label per example, or [B, T, C] per token.
+  virtual at::Tensor forward(const at::Tensor& inputs) = 0;
+  /// Named parameter groups covering every trainable parameter once. Default: one group "all".
+  virtual std::vector<ParamGroup> param_groups();
+  /// Tensors whose first dimension indexes hidden neurons (theta_i = concatenated rows i), for
+  /// per-neuron norms such as L_{2,k} regularizers and normalized margins. Empty when not meaningful.
+  virtual std::vector<at::Tensor> neuron_parameters() { return {}; }
+  /// k such that f(c * theta) = c^k f(theta) for c > 0, or 0 when the model is not homogeneous.
+  virtual int homogeneity() const { return 0; }
+};
+
+/// Updates parameters from their .grad. Learning-rate schedules are applied by the host through
+/// set_lr_factor; gradients are zeroed by the host.
+class Optimizer : public Component {
+ public:
+  static constexpr Kind kind = Kind::optimizer;
+  virtual void step() = 0;
+  /// Scales every group's configured learning rate by `factor` from the next step on.
+  virtual void set_lr_factor(double factor) = 0;
+  /// Current learning rate of the first group (what the host logs as `train.lr`).
+  virtual double lr() const = 0;
+  /// State for checkpoints; a save followed by load must continue bit-identically.
+  virtual void save(torch::serialize::OutputArchive& archive) const = 0;
+  virtual void load(torch::serialize::InputArchive& archive) = 0;
+};
+
+/// Number formats used by a model's computation.
+class Precision : public Component {
+ public:
+  static constexpr Kind kind = Kind::precision;
+  /// Transforms the model once, right after it is built (cast, wrap its linear layers, ...).
+  virtual void apply(Model& model) = 0;
+  /// Called before every training step; a scheme that switches format records an event here.
+  virtual void on_step(int64_t step) { (void)step; }
+};
+
+/// Loss of one step (or micro-batch), and scalars to record beside it.
+struct StepOutput {
+  at::Tensor loss;
+  std::vector<std::pair<std::string, double>> metrics;  ///< recorded as "train.<name>"
+};
+
+/// A training algorithm: how a step's loss is computed.
+class Algorithm : public Component {
+ public:
+  static constexpr Kind kind = Kind::algorithm;
+  /// Loss of micro-batch `micro` (of `micro_count`, the recipe's grad_accum) at `step`. The host
+  /// back-propagates loss / micro_count, accumulates, clips and steps the optimizer.
+  virtual StepOutput loss(int64_t step, int micro, int micro_count) = 0;
+  /// Evaluation metrics (e.g. "eval.test.loss"), written through the context's recorder.
+  virtual void evaluate(int64_t step) { (void)step; }
+};
+
+/// Measures the model during training and writes what it finds into the run store.
+class Analyzer : public Component {
+ public:
+  static constexpr Kind kind = Kind::analyzer;
+  /// At every eval step (and at the last step).
+  virtual void on_eval(int64_t step) = 0;
+  /// Once, after the last step of the stage.
+  virtual void on_end(int64_t step) { (void)step; }
+};
+
+}  // namespace assay

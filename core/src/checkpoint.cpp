@@ -1,0 +1,104 @@
+#include "checkpoint.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <torch/serialize.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace assay {
+namespace {
+
+std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string& run_dir) {
+  std::vector<std::pair<int64_t, fs::path>> found;
+  fs::path root = fs::path(run_dir) / "checkpoints";
+  if (!fs::is_directory(root)) return found;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || !name.starts_with("step-") || name.ends_with(".tmp")) continue;
+    if (!fs::exists(entry.path() / "state.pt")) continue;
+    found.emplace_back(std::stoll(name.substr(5)), entry.path());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+Progress read_progress(torch::serialize::InputArchive& archive);
+
+}  // namespace
+
+void save_checkpoint(const std::string& run_dir, const Progress& progress, Model& model, const Optimizer& optimizer,
+                     int64_t keep) {
+  torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
+  model.save(model_archive);
+  optimizer.save(optimizer_archive);
+  archive.write("model", model_archive);
+  archive.write("optimizer", optimizer_archive);
+  archive.write("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+  if (at::hasCUDA()) {
+    archive.write("rng.cuda", at::globalContext().defaultGenerator(c10::DeviceType::CUDA).get_state());
+  }
+  archive.write("progress.stage", torch::tensor(progress.stage, torch::kLong));
+  archive.write("progress.step", torch::tensor(progress.step, torch::kLong));
+  archive.write("progress.wall", torch::tensor(progress.wall, torch::kDouble));
+
+  fs::path final_dir = fs::path(run_dir) / "checkpoints" / ("step-" + std::to_string(progress.step));
+  fs::path temporary = final_dir;
+  temporary += ".tmp";
+  fs::remove_all(temporary);
+  fs::create_directories(temporary);
+  archive.save_to((temporary / "state.pt").string());
+  fs::remove_all(final_dir);
+  fs::rename(temporary, final_dir);
+
+  auto all = complete_checkpoints(run_dir);
+  for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) fs::remove_all(all[i].second);
+}
+
+Progress load_checkpoint(const std::string& directory, Model& model, Optimizer* optimizer) {
+  torch::serialize::InputArchive archive, model_archive, optimizer_archive;
+  archive.load_from((fs::path(directory) / "state.pt").string());
+  archive.read("model", model_archive);
+  model.load(model_archive);
+  if (optimizer) {
+    archive.read("optimizer", optimizer_archive);
+    optimizer->load(optimizer_archive);
+  }
+  torch::Tensor state;
+  archive.read("rng.cpu", state);
+  at::Generator cpu = at::detail::getDefaultCPUGenerator();
+  cpu.set_state(state);
+  if (at::hasCUDA() && archive.try_read("rng.cuda", state)) {
+    at::Generator cuda = at::globalContext().defaultGenerator(c10::DeviceType::CUDA);
+    cuda.set_state(state);
+  }
+  return read_progress(archive);
+}
+
+Progress checkpoint_progress(const std::string& directory) {
+  torch::serialize::InputArchive archive;
+  archive.load_from((fs::path(directory) / "state.pt").string());
+  return read_progress(archive);
+}
+
+namespace {
+Progress read_progress(torch::serialize::InputArchive& archive) {
+  torch::Tensor stage, step, wall;
+  archive.read("progress.stage", stage);
+  archive.read("progress.step", step);
+  archive.read("progress.wall", wall);
+  return {stage.item<int64_t>(), step.item<int64_t>(), wall.item<double>()};
+}
+}  // namespace
+
+std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
+  auto all = complete_checkpoints(run_dir);
+  if (all.empty()) return std::nullopt;
+  return all.back().second.string();
+}
+
+}  // namespace assay

@@ -1,0 +1,26 @@
+#pragma once
+// Checkpoints: <run dir>/checkpoints/step-N/state.pt holds model, optimizer, RNG and progress.
+// Written to step-N.tmp and renamed, so a checkpoint directory without the suffix is always complete.
+#include <assay/components.hpp>
+
+#include <optional>
+#include <string>
+
+namespace assay {
+
+struct Progress {
+  int64_t stage = 0;  ///< index of the stage the step belongs to
+  int64_t step = 0;   ///< global steps completed
+  double wall = 0;    ///< seconds of training so far
+};
+
+void save_checkpoint(const std::string& run_dir, const Progress& progress, Model& model, const Optimizer& optimizer,
+                     int64_t keep);
+/// Restores the model, the RNG state and (when not null) the optimizer; returns the progress.
+Progress load_checkpoint(const std::string& directory, Model& model, Optimizer* optimizer);
+/// The progress recorded in a checkpoint, without loading anything else.
+Progress checkpoint_progress(const std::string& directory);
+/// Newest complete checkpoint directory of a run, if any.
+std::optional<std::string> latest_checkpoint(const std::string& run_dir);
+
+}  // namespace assay

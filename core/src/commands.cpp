@@ -1,0 +1,90 @@
+// `assay validate | plugins | inspect | --version`.
+#include "commands.hpp"
+
+#include "recipe.hpp"
+#include "registry.hpp"
+#include "store.hpp"
+
+#include <assay/log.hpp>
+
+#include <torch/cuda.h>
+
+#include <filesystem>
+#include <iostream>
+
+namespace fs = std::filesystem;
+
+namespace assay {
+namespace {
+bool load_plugins(Registry& registry, const std::vector<std::string>& dirs) {
+  try {
+    registry.load_directories(Registry::search_path(dirs));
+    return true;
+  } catch (const PluginError& e) {
+    log::error(e.what());
+    return false;
+  }
+}
+}  // namespace
+
+std::string version_text() {
+  return std::string("assay ") + ASSAY_VERSION + " (SDK ABI " + std::to_string(ASSAY_SDK_ABI) + ", LibTorch " +
+         TORCH_VERSION + ", CUDA " + (torch::cuda::is_available() ? "available" : "not available") + ")";
+}
+
+int validate_command(const std::string& recipe_path, const std::vector<std::string>& overrides,
+                     const std::vector<std::string>& plugin_dirs) {
+  Registry registry;
+  if (!load_plugins(registry, plugin_dirs)) return kExitPluginError;
+  try {
+    Recipe recipe = load_recipe(recipe_path, overrides, registry);
+    std::cout << recipe.resolved(registry);
+    return kExitOk;
+  } catch (const RecipeError& e) {
+    for (const auto& p : e.problems) std::cerr << p << "\n";
+    std::cerr << e.problems.size() << " problem(s) in " << recipe_path << "\n";
+    return kExitBadInput;
+  }
+}
+
+int plugins_command(const std::string& filter, const std::vector<std::string>& plugin_dirs) {
+  Registry registry;
+  if (!load_plugins(registry, plugin_dirs)) return kExitPluginError;
+  bool any = false;
+  for (const auto& c : registry.components()) {
+    const std::string kind(kind_name(c->info.kind));
+    if (!filter.empty() && filter != kind && filter != c->info.name) continue;
+    any = true;
+    std::cout << kind << " " << c->info.name << "  (plugin " << c->plugin->name << " " << c->plugin->version << ", "
+              << c->plugin->path << ")\n    " << c->info.doc << "\n";
+    for (const auto& p : c->info.schema) {
+      std::string line = "    " + p.name + " = " + to_toml(p.default_value);
+      line += std::string(line.size() < 40 ? 40 - line.size() : 1, ' ') + describe_type(p);
+      std::cout << line << "  " << p.doc << "\n";
+    }
+  }
+  if (!any) {
+    std::cerr << (filter.empty() ? "no plugins found" : "no component or kind named '" + filter + "'") << " (searched:";
+    for (const auto& d : Registry::search_path(plugin_dirs)) std::cerr << " " << d;
+    std::cerr << ")\n";
+    return kExitBadInput;
+  }
+  return kExitOk;
+}
+
+int inspect_command(const std::string& path, int max_events) {
+  std::string file = fs::is_directory(path) ? (fs::path(path) / "run.h5").string() : path;
+  if (!fs::exists(file)) {
+    std::cerr << file << ": no run store here\n";
+    return kExitBadInput;
+  }
+  try {
+    std::cout << inspect_store(file, max_events);
+    return kExitOk;
+  } catch (const std::exception& e) {
+    std::cerr << file << ": cannot be read as a run store: " << e.what() << "\n";
+    return kExitFailed;
+  }
+}
+
+}  // namespace assay

@@ -1,0 +1,34 @@
+#pragma once
+// The CLI's commands, behind a LibTorch-free interface (cli.cpp only parses arguments).
+#include <string>
+#include <vector>
+
+namespace assay {
+
+/// Exit codes scripts can rely on.
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitFailed = 1,       ///< the run raised an error (status "failed")
+  kExitBadInput = 2,     ///< invalid recipe, arguments or paths; nothing ran
+  kExitDiverged = 3,     ///< loss became NaN/Inf (status "diverged")
+  kExitPluginError = 4,  ///< a plugin could not be loaded (version mismatch, duplicate name)
+  kExitInterrupted = 130 ///< SIGINT/SIGTERM: checkpointed, status "interrupted"; continue with --resume
+};
+
+struct RunRequest {
+  std::string recipe;
+  std::vector<std::string> overrides;
+  std::string out;                       ///< run directory; default runs/<name>-<date>-<time>
+  bool resume = false;
+  std::vector<std::string> plugin_dirs;  ///< --plugins
+};
+
+int run_command(const RunRequest& request);
+int validate_command(const std::string& recipe, const std::vector<std::string>& overrides,
+                     const std::vector<std::string>& plugin_dirs);
+int plugins_command(const std::string& filter, const std::vector<std::string>& plugin_dirs);
+int inspect_command(const std::string& path, int max_events);
+/// "assay 0.1.0 (SDK ABI 1, LibTorch 2.11.0, CUDA yes)"
+std::string version_text();
+
+}  // namespace assay

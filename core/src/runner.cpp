@@ -1,0 +1,352 @@
+// `assay run`: builds a recipe's components and trains, stage by stage, writing the run store.
+#include "checkpoint.hpp"
+#include "commands.hpp"
+#include "env.hpp"
+#include "log_sinks.hpp"
+#include "progress.hpp"
+#include "recipe.hpp"
+#include "registry.hpp"
+#include "store.hpp"
+
+#include <assay/log.hpp>
+
+#include <torch/cuda.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/utils.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+namespace fs = std::filesystem;
+
+namespace assay {
+namespace {
+
+std::atomic<int> g_signal{0};
+void on_signal(int signal) { g_signal = signal; }
+
+/// The components of one stage (the model lives across stages).
+struct StageComponents {
+  std::shared_ptr<Task> task;
+  std::shared_ptr<Optimizer> optimizer;
+  std::shared_ptr<Algorithm> algorithm;
+  std::shared_ptr<Precision> precision;
+  std::vector<std::shared_ptr<Analyzer>> analyzers;
+};
+
+c10::Device pick_device(const std::string& wanted) {
+  if (wanted == "cuda" || (wanted == "auto" && torch::cuda::is_available())) {
+    if (!torch::cuda::is_available()) throw std::runtime_error("run.device = \"cuda\" but no CUDA device is available");
+    return c10::Device(c10::kCUDA, 0);
+  }
+  return c10::Device(c10::kCPU);
+}
+
+std::string default_run_dir(const std::string& name) {
+  std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  return (fs::path("runs") / (name + "-" + stamp)).string();
+}
+
+class Trainer {
+ public:
+  Trainer(const Recipe& recipe, const Registry& registry, RunStore& store, std::string run_dir, c10::Device device)
+      : recipe_(recipe), registry_(registry), store_(store), run_dir_(std::move(run_dir)), device_(device) {}
+
+  /// Trains from `from` (global steps done, stage index) to the end. Returns an exit code.
+  int train(Progress from) {
+    build_model(recipe_.stages.front());
+    ProgressLine progress(recipe_.total_steps(), isatty(2) != 0);
+    int64_t stage_start = 0;
+    for (size_t i = 0; i < recipe_.stages.size(); ++i) {
+      const StageSpec& spec = recipe_.stages[i];
+      const int64_t stage_end = stage_start + spec.options.steps;
+      if (static_cast<int64_t>(i) < from.stage) {
+        stage_start = stage_end;
+        continue;
+      }
+      StageComponents stage = build_stage(spec);
+      if (resume_dir_) {
+        // A checkpoint taken at the end of the previous stage carries no state for this stage's optimizer.
+        const bool at_stage_start = from.step == stage_start;
+        load_checkpoint(*resume_dir_, *model_, at_stage_start ? nullptr : stage.optimizer.get());
+        resume_dir_.reset();
+      }
+      const int64_t first = std::max(stage_start, from.step);
+      if (first == stage_start) {
+        if (first == 0 && recipe_.run.eval_every > 0) evaluate(stage, 0);
+        store_.event(first, "stage", spec.name + ": steps " + std::to_string(stage_start + 1) + ".." +
+                                         std::to_string(stage_end));
+      }
+      for (int64_t step = first + 1; step <= stage_end; ++step) {
+        if (int code = train_step(spec, stage, step, step - stage_start - 1); code != kExitOk) return code;
+        const bool last = step == stage_end;
+        if (last || (recipe_.run.eval_every > 0 && step % recipe_.run.eval_every == 0)) evaluate(stage, step);
+        const bool interrupted = g_signal != 0;
+        if (last || interrupted || (recipe_.run.checkpoint_every > 0 && step % recipe_.run.checkpoint_every == 0)) {
+          const int64_t next_stage = last ? static_cast<int64_t>(i) + 1 : static_cast<int64_t>(i);
+          save_checkpoint(run_dir_, {last ? next_stage : static_cast<int64_t>(i), step, store_.wall()}, *model_,
+                          *stage.optimizer, recipe_.run.keep_checkpoints);
+          store_.event(step, "checkpoint", "checkpoints/step-" + std::to_string(step));
+          store_.flush();
+        } else if (store_.wall() - last_flush_ > recipe_.run.flush_seconds) {
+          store_.flush();
+          last_flush_ = store_.wall();
+        }
+        progress.update(step, last_loss_, spec.name);
+        if (interrupted) {
+          progress.finish();
+          store_.event(step, "interrupted", std::string("signal ") + std::to_string(g_signal.load()));
+          return kExitInterrupted;
+        }
+      }
+      for (auto& analyzer : stage.analyzers) analyzer->on_end(stage_end);
+      stage_start = stage_end;
+    }
+    progress.finish();
+    return kExitOk;
+  }
+
+  void resume_from(const std::string& checkpoint_dir) { resume_dir_ = checkpoint_dir; }
+  Model& model() { return *model_; }
+
+ private:
+  Context context() const {
+    Context c;
+    c.seed = static_cast<uint64_t>(recipe_.run.seed);
+    c.device = device_;
+    c.task_shape = task_shape_;
+    c.model = model_.get();
+    return c;
+  }
+
+  void build_model(const StageSpec& first) {
+    // The model is sized from the first stage's task; later stages must keep that shape.
+    Context c = context();
+    auto task = registry_.create<Task>(first.task.use, first.task.values, c);
+    task_shape_ = task->shape();
+    c.task_shape = task_shape_;
+    torch::manual_seed(recipe_.run.seed);
+    model_ = registry_.create<Model>(recipe_.model.use, recipe_.model.values, c);
+    model_->to(device_);
+    int64_t count = 0;
+    for (const auto& p : model_->parameters()) count += p.numel();
+    log::info("model ", recipe_.model.use, ": ", count, " parameters on ", device_.str());
+    store_.attribute("parameters", std::to_string(count));
+  }
+
+  StageComponents build_stage(const StageSpec& spec) {
+    StageComponents s;
+    Context c = context();
+    c.recorder = &store_.recorder(spec.task.use);
+    s.task = registry_.create<Task>(spec.task.use, spec.task.values, c);
+    const TaskShape shape = s.task->shape();
+    if (shape.vocab_size != task_shape_.vocab_size || shape.num_classes != task_shape_.num_classes) {
+      throw std::runtime_error("stage '" + spec.name + "': task '" + spec.task.use + "' has vocabulary " +
+                               std::to_string(shape.vocab_size) + " and " + std::to_string(shape.num_classes) +
+                               " classes, but the model was built for " + std::to_string(task_shape_.vocab_size) +
+                               " and " + std::to_string(task_shape_.num_classes));
+    }
+    c.task = s.task.get();
+    c.recorder = &store_.recorder(spec.precision.use);
+    s.precision = registry_.create<Precision>(spec.precision.use, spec.precision.values, c);
+    if (applied_precision_ != spec.precision.use) {
+      s.precision->apply(*model_);
+      applied_precision_ = spec.precision.use;
+    }
+    c.recorder = &store_.recorder(spec.optimizer.use);
+    s.optimizer = registry_.create<Optimizer>(spec.optimizer.use, spec.optimizer.values, c);
+    c.optimizer = s.optimizer.get();
+    c.recorder = &store_.recorder(spec.algorithm.use);
+    s.algorithm = registry_.create<Algorithm>(spec.algorithm.use, spec.algorithm.values, c);
+    for (const auto& a : spec.analyzers) {
+      c.recorder = &store_.recorder(a.use);
+      s.analyzers.push_back(registry_.create<Analyzer>(a.use, a.values, c));
+    }
+    params_ = model_->parameters();
+    return s;
+  }
+
+  int train_step(const StageSpec& spec, StageComponents& s, int64_t step, int64_t stage_step) {
+    s.precision->on_step(step);
+    s.optimizer->set_lr_factor(spec.options.lr_factor(stage_step));
+    for (auto& p : params_) p.mutable_grad().reset();
+    const int micro_count = static_cast<int>(spec.options.grad_accum);
+    double loss = 0;
+    std::vector<std::pair<std::string, double>> metrics;
+    for (int micro = 0; micro < micro_count; ++micro) {
+      StepOutput out = s.algorithm->loss(step, micro, micro_count);
+      (micro_count == 1 ? out.loss : out.loss / micro_count).backward();
+      loss += out.loss.item<double>() / micro_count;
+      for (auto& [name, value] : out.metrics) {
+        auto it = std::find_if(metrics.begin(), metrics.end(), [&](auto& m) { return m.first == name; });
+        if (it == metrics.end()) metrics.emplace_back(name, value / micro_count);
+        else it->second += value / micro_count;
+      }
+    }
+    last_loss_ = loss;
+    if (!std::isfinite(loss)) {
+      store_.metric("train.loss", step, loss);
+      store_.event(step, "diverged", "training loss is " + std::to_string(loss) + "; run stopped");
+      log::error("step ", step, ": loss is ", loss, "; marking the run diverged");
+      return kExitDiverged;
+    }
+    const bool record = step % recipe_.run.log_every == 0;
+    double grad_norm = 0;
+    if (spec.options.grad_clip > 0) {
+      grad_norm = torch::nn::utils::clip_grad_norm_(params_, spec.options.grad_clip);
+    } else if (record) {
+      grad_norm = torch::nn::utils::clip_grad_norm_(params_, std::numeric_limits<double>::infinity());
+    }
+    s.optimizer->step();
+    if (record) {
+      store_.metric("train.loss", step, loss);
+      store_.metric("train.lr", step, s.optimizer->lr());
+      store_.metric("train.grad_norm", step, grad_norm);
+      for (auto& [name, value] : metrics) store_.metric("train." + name, step, value);
+    }
+    return kExitOk;
+  }
+
+  void evaluate(StageComponents& s, int64_t step) {
+    torch::NoGradGuard no_grad;
+    model_->eval();
+    s.algorithm->evaluate(step);
+    for (auto& analyzer : s.analyzers) analyzer->on_eval(step);
+    model_->train();
+    store_.event(step, "eval", "");
+    store_.flush();
+    last_flush_ = store_.wall();
+  }
+
+  const Recipe& recipe_;
+  const Registry& registry_;
+  RunStore& store_;
+  std::string run_dir_;
+  c10::Device device_;
+  TaskShape task_shape_;
+  std::shared_ptr<Model> model_;
+  std::vector<at::Tensor> params_;
+  std::string applied_precision_;
+  std::optional<std::string> resume_dir_;
+  double last_loss_ = 0, last_flush_ = 0;
+};
+
+}  // namespace
+
+int run_command(const RunRequest& request) {
+  Registry registry;
+  try {
+    registry.load_directories(Registry::search_path(request.plugin_dirs));
+  } catch (const PluginError& e) {
+    log::error(e.what());
+    return kExitPluginError;
+  }
+  Recipe recipe;
+  try {
+    recipe = load_recipe(request.recipe, request.overrides, registry);
+  } catch (const RecipeError& e) {
+    for (const auto& p : e.problems) std::cerr << p << "\n";
+    std::cerr << e.problems.size() << " problem(s) in " << request.recipe << "; nothing ran\n";
+    return kExitBadInput;
+  }
+
+  if (request.resume && request.out.empty()) {
+    std::cerr << "--resume needs --out RUN_DIR (the run to continue)\n";
+    return kExitBadInput;
+  }
+  const std::string run_dir = request.out.empty() ? default_run_dir(recipe.run.name) : request.out;
+  const std::string store_path = (fs::path(run_dir) / "run.h5").string();
+  if (!request.resume && fs::exists(store_path)) {
+    std::cerr << run_dir << " already holds a run; continue it with --resume, or choose another --out\n";
+    return kExitBadInput;
+  }
+  if (request.resume && !fs::exists(store_path)) {
+    std::cerr << "--resume: " << store_path << " does not exist\n";
+    return kExitBadInput;
+  }
+  fs::create_directories(run_dir);
+  log::add_file((fs::path(run_dir) / "run.log").string());
+  struct RemoveLogFile { ~RemoveLogFile() { log::remove_files(); } } remove_log_file;
+
+  at::set_num_threads(recipe.run.threads > 0 ? static_cast<int>(recipe.run.threads)
+                                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  std::unique_ptr<RunStore> store;
+  std::unique_ptr<Trainer> trainer;
+  try {
+    const c10::Device device = pick_device(recipe.run.device);
+    StoreHeader header;
+    header.recipe_source = recipe.source;
+    header.recipe_resolved = recipe.resolved(registry);
+    for (const auto& o : recipe.overrides) header.overrides += (header.overrides.empty() ? "" : " ") + o;
+    header.env = environment();
+    header.env["device"] = device.str();
+    auto note = [&](const ComponentSpec& spec) {
+      if (const auto* c = registry.find(spec.kind, spec.use)) {
+        header.env["component." + std::string(kind_name(spec.kind)) + "." + spec.use] =
+            c->plugin->version + " " + c->plugin->path;
+      }
+    };
+    note(recipe.model);
+    for (const auto& stage : recipe.stages) {
+      for (const auto* spec : {&stage.task, &stage.optimizer, &stage.algorithm, &stage.precision}) note(*spec);
+      for (const auto& a : stage.analyzers) note(a);
+    }
+
+    Progress from;
+    std::optional<std::string> checkpoint = request.resume ? latest_checkpoint(run_dir) : std::nullopt;
+    if (checkpoint) from = checkpoint_progress(*checkpoint);
+    if (request.resume) {
+      const std::string before = read_store_attribute(store_path, "status");
+      log::info("resuming ", run_dir, " (status ", before, ") from ",
+                checkpoint ? "step " + std::to_string(from.step) : std::string("the start: no checkpoint"));
+      store = RunStore::resume(store_path, checkpoint ? from.step : -1, header);
+      store->set_wall_offset(from.wall);
+    } else {
+      store = RunStore::create(store_path, header);
+    }
+    log::info("run ", recipe.run.name, " -> ", store_path);
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+
+    if (from.step >= recipe.total_steps()) {
+      log::info("the run already finished all ", recipe.total_steps(), " steps");
+      store->attribute("status", "done");
+      store->flush();
+      return kExitOk;
+    }
+    trainer = std::make_unique<Trainer>(recipe, registry, *store, run_dir, device);
+    if (checkpoint) trainer->resume_from(*checkpoint);
+    const int code = trainer->train(from);
+    const char* status = code == kExitOk ? "done" : code == kExitDiverged ? "diverged" : "interrupted";
+    store->attribute("status", status);
+    store->attribute("finished", utc_now());
+    store->flush();
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+    log::info("run ", status, ": ", store_path, " (inspect with: assay inspect ", run_dir, ")");
+    return code;
+  } catch (const std::exception& e) {
+    log::error("run failed: ", e.what());
+    if (store) {
+      store->event(-1, "error", e.what());
+      store->attribute("status", "failed");
+      store->attribute("finished", utc_now());
+      try {
+        store->flush();
+      } catch (const std::exception& flush_error) {
+        log::error("could not record the failure in the run store: ", flush_error.what());
+      }
+    }
+    return kExitFailed;
+  }
+}
+
+}  // namespace assay
