@@ -1,6 +1,11 @@
 # Finds every third-party dependency. Shared by the project build and by the installed assayConfig.cmake
 # (ASSAY_SDK_ONLY: only what a plugin needs).
 
+# A CUDA LibTorch otherwise probes the local GPU to pick architectures (and fails where there is none).
+if(NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST} AND NOT TORCH_CUDA_ARCH_LIST)
+  set(TORCH_CUDA_ARCH_LIST "9.0a")  # H100/H200; override with the environment variable
+endif()
+
 # LibTorch: any >= 2.4 given through CMAKE_PREFIX_PATH / Torch_DIR, else the one of python3's torch wheel.
 find_package(Torch 2.4 QUIET)
 if(NOT Torch_FOUND)
@@ -10,9 +15,6 @@ if(NOT Torch_FOUND)
   if(NOT _assay_torch_rc EQUAL 0)
     message(FATAL_ERROR "LibTorch not found. Pass -DCMAKE_PREFIX_PATH=/path/to/libtorch (>= 2.4) or "
                         "install the pinned torch wheel: bash tools/setup.sh")
-  endif()
-  if(NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST} AND NOT TORCH_CUDA_ARCH_LIST)
-    set(TORCH_CUDA_ARCH_LIST "9.0a")  # H100/H200; override with the environment variable
   endif()
   list(APPEND CMAKE_PREFIX_PATH ${_assay_torch_prefix})
   find_package(Torch 2.4 REQUIRED)

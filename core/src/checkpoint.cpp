@@ -4,7 +4,10 @@
 #include <ATen/Context.h>
 #include <torch/serialize.h>
 
+#include <ftw.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <vector>
 
@@ -12,6 +15,14 @@ namespace fs = std::filesystem;
 
 namespace assay {
 namespace {
+
+/// std::filesystem::remove_all, which must not be called here: the torch wheel's libtorch.so exports
+/// its own copy of std::filesystem, which wins symbol resolution and crashes on non-empty directories.
+void remove_tree(const fs::path& path) {
+  if (!fs::exists(path)) return;
+  nftw(path.c_str(), [](const char* file, const struct stat*, int, struct FTW*) { return ::remove(file); }, 16,
+       FTW_DEPTH | FTW_PHYS);
+}
 
 std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string& run_dir) {
   std::vector<std::pair<int64_t, fs::path>> found;
@@ -49,14 +60,14 @@ void save_checkpoint(const std::string& run_dir, const Progress& progress, Model
   fs::path final_dir = fs::path(run_dir) / "checkpoints" / ("step-" + std::to_string(progress.step));
   fs::path temporary = final_dir;
   temporary += ".tmp";
-  fs::remove_all(temporary);
+  remove_tree(temporary);
   fs::create_directories(temporary);
   archive.save_to((temporary / "state.pt").string());
-  fs::remove_all(final_dir);
+  remove_tree(final_dir);
   fs::rename(temporary, final_dir);
 
   auto all = complete_checkpoints(run_dir);
-  for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) fs::remove_all(all[i].second);
+  for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) remove_tree(all[i].second);
 }
 
 Progress load_checkpoint(const std::string& directory, Model& model, Optimizer* optimizer) {

@@ -1,5 +1,7 @@
 #include <assay/options.hpp>
 
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -29,22 +31,12 @@ std::string quote(const std::string& s) {
   return out + "\"";
 }
 std::string real(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", x);
-  // Shortest representation that round-trips.
-  for (int precision = 1; precision <= 17; ++precision) {
-    char tmp[32];
-    std::snprintf(tmp, sizeof tmp, "%.*g", precision, x);
-    if (std::strtod(tmp, nullptr) == x) {
-      std::snprintf(buf, sizeof buf, "%s", tmp);
-      break;
-    }
-  }
-  std::string s = buf;
-  if (s.find_first_of(".eni") == std::string::npos) s += ".0";  // keep it a TOML float
-  if (s == "inf") return "inf";
-  if (s == "-inf") return "-inf";
-  if (s == "nan" || s == "-nan") return "nan";
+  if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
+  if (std::isnan(x)) return "nan";
+  char buf[64];
+  auto end = std::to_chars(buf, buf + sizeof buf, x).ptr;  // shortest text that reads back as x
+  std::string s(buf, end);
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";  // keep it a TOML float
   return s;
 }
 template <class T, class F>

@@ -39,8 +39,16 @@ void fsync_path(const std::string& path, bool directory = false) {
   }
 }
 
+/// H5Lexists fails on a missing intermediate group, so test each level.
+bool exists(H5::H5File& file, const std::string& path) {
+  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
+    if (!file.nameExists(path.substr(0, slash))) return false;
+    if (slash == std::string::npos) return true;
+  }
+}
+
 H5::Group open_or_create_group(H5::H5File& file, const std::string& path) {
-  if (file.nameExists(path)) return file.openGroup(path);
+  if (exists(file, path)) return file.openGroup(path);
   H5::LinkCreatPropList intermediate;
   intermediate.setCreateIntermediateGroup(true);
   return file.createGroup(path, intermediate);
@@ -170,7 +178,7 @@ void truncate_after(H5::H5File& file, int64_t last_step) {
 template <class Edit>
 void edit_atomically(const std::string& path, bool create, Edit&& edit) {
   const std::string temporary = path + ".tmp";
-  {
+  try {
     H5::H5File file;
     if (create) {
       file = H5::H5File(temporary, H5F_ACC_TRUNC);
@@ -180,6 +188,8 @@ void edit_atomically(const std::string& path, bool create, Edit&& edit) {
     }
     edit(file);
     file.close();
+  } catch (const H5::Exception& e) {  // not a std::exception
+    throw std::runtime_error("run store " + path + ": " + e.getFuncName() + ": " + e.getDetailMsg());
   }
   fsync_path(temporary);
   fs::rename(temporary, path);
@@ -218,6 +228,7 @@ RunStore::~RunStore() = default;
 
 std::unique_ptr<RunStore> RunStore::create(const std::string& path, const StoreHeader& header) {
   if (fs::exists(path)) throw std::runtime_error(path + " already exists");
+  H5::Exception::dontPrint();
   std::unique_ptr<RunStore> store(new RunStore(path));
   edit_atomically(path, true, [&](H5::H5File& file) {
     H5::Group root = file.openGroup("/");
@@ -239,6 +250,7 @@ std::unique_ptr<RunStore> RunStore::create(const std::string& path, const StoreH
 
 std::unique_ptr<RunStore> RunStore::resume(const std::string& path, int64_t last_step, const StoreHeader& header) {
   if (!fs::exists(path)) throw std::runtime_error(path + " does not exist: nothing to resume");
+  H5::Exception::dontPrint();
   std::unique_ptr<RunStore> store(new RunStore(path));
   edit_atomically(path, false, [&](H5::H5File& file) {
     truncate_after(file, last_step);
@@ -368,13 +380,29 @@ void RunStore::flush() {
   dataset_attributes_.clear();
 }
 
+static std::string summarize(H5::H5File& file, const std::string& path, int max_events);
+
+/// Opens a store for reading; HDF5 failures become std::runtime_error.
+template <class Read>
+auto read_store(const std::string& path, Read&& read) {
+  H5::Exception::dontPrint();
+  try {
+    H5::H5File file(path, H5F_ACC_RDONLY);
+    return read(file);
+  } catch (const H5::Exception& e) {
+    throw std::runtime_error(path + ": " + e.getFuncName() + ": " + e.getDetailMsg());
+  }
+}
+
 std::string read_store_attribute(const std::string& path, const std::string& key) {
-  H5::H5File file(path, H5F_ACC_RDONLY);
-  return get_string_attribute(file.openGroup("/"), key);
+  return read_store(path, [&](H5::H5File& file) { return get_string_attribute(file.openGroup("/"), key); });
 }
 
 std::string inspect_store(const std::string& path, int max_events) {
-  H5::H5File file(path, H5F_ACC_RDONLY);
+  return read_store(path, [&](H5::H5File& file) { return summarize(file, path, max_events); });
+}
+
+static std::string summarize(H5::H5File& file, const std::string& path, int max_events) {
   H5::Group root = file.openGroup("/");
   std::ostringstream out;
   out << path << "\n  status   " << get_string_attribute(root, "status") << "\n  created  "

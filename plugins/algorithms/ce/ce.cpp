@@ -1,0 +1,83 @@
+// Cross-entropy training (pretraining, SFT, classification), with an optional L_{2,k} norm penalty
+// lambda * sum_i ||theta_i||^k over the model's hidden neurons (margin-features paper).
+#include <assay/assay.hpp>
+
+#include <torch/torch.h>
+
+namespace {
+
+class CrossEntropy : public assay::Algorithm {
+ public:
+  struct Options {
+    double label_smoothing = 0.0;
+    double norm_penalty = 0.0;
+    int64_t norm_power = 3;
+    void fields(assay::Fields& f) {
+      f("label_smoothing", label_smoothing, "label smoothing of the targets").range(0, 1);
+      f("norm_penalty", norm_penalty, "lambda of the L_{2,k} penalty lambda * sum_i ||theta_i||^k; 0 = off").min(0);
+      f("norm_power", norm_power, "k of the L_{2,k} penalty (3 for the degree-3 quadratic model)").min(1);
+    }
+  };
+
+  CrossEntropy(const Options& options, const assay::Context& context)
+      : options_(options), task_(*context.task), model_(*context.model), recorder_(*context.recorder) {
+    if (options.norm_penalty > 0 && model_.neuron_parameters().empty()) {
+      throw std::invalid_argument("ce: norm_penalty needs a model with per-neuron parameters (e.g. quadratic_mlp)");
+    }
+  }
+
+  assay::StepOutput loss(int64_t step, int micro, int micro_count) override {
+    if (step != batch_step_) {
+      batch_ = task_.train_batch(step);
+      batch_step_ = step;
+    }
+    at::Tensor inputs = batch_.inputs, targets = batch_.targets;
+    if (micro_count > 1) {
+      auto chunks_in = inputs.tensor_split(micro_count), chunks_t = targets.tensor_split(micro_count);
+      inputs = chunks_in[static_cast<size_t>(micro)], targets = chunks_t[static_cast<size_t>(micro)];
+    }
+    auto ce = cross_entropy(model_.forward(inputs), targets);
+    assay::StepOutput out{ce, {}};
+    if (options_.norm_penalty > 0) {
+      auto penalty = options_.norm_penalty * neuron_norms().pow(static_cast<double>(options_.norm_power)).sum();
+      out.loss = ce + penalty;
+      out.metrics = {{"ce", ce.item<double>()}, {"norm_penalty", penalty.item<double>()}};
+    }
+    return out;
+  }
+
+  void evaluate(int64_t step) override {
+    for (const auto& split : task_.eval_splits()) {
+      auto batch = task_.eval_batch(split);
+      recorder_.metric("eval." + split + ".loss", step, cross_entropy(model_.forward(batch.inputs), batch.targets).item<double>());
+    }
+  }
+
+ private:
+  at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& targets) const {
+    auto options = torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).label_smoothing(options_.label_smoothing);
+    return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), options);
+  }
+
+  at::Tensor neuron_norms() {
+    at::Tensor squared;
+    for (const auto& p : model_.neuron_parameters()) {
+      auto s = p.reshape({p.size(0), -1}).square().sum(1);
+      squared = squared.defined() ? squared + s : s;
+    }
+    return squared.sqrt();
+  }
+
+  Options options_;
+  assay::Task& task_;
+  assay::Model& model_;
+  assay::Recorder& recorder_;
+  assay::Batch batch_;
+  int64_t batch_step_ = -1;
+};
+
+}  // namespace
+
+ASSAY_PLUGIN("ce", "1.0.0") {
+  plugin.add<CrossEntropy>("ce", "cross-entropy on the task's targets, optional L_{2,k} norm penalty");
+}
