@@ -50,16 +50,16 @@ class Loader {
   std::vector<std::string> problems;
 
   void problem(const toml::node* node, const std::string& key, const std::string& message) {
-    problems.push_back(where(node) + key + (key.empty() ? "" : ": ") + message);
+    problem(node ? &node->source() : nullptr, key, message);
+  }
+  void problem(const toml::source_region* source, const std::string& key, const std::string& message) {
+    problems.push_back(where(source) + key + (key.empty() ? "" : ": ") + message);
   }
 
-  std::string where(const toml::node* node) const {
-    if (node) {
-      const auto& source = node->source();
-      if (source.path && *source.path == kOverrideSource) return "command line: ";
-      if (source.path) {
-        return *source.path + ":" + std::to_string(source.begin.line) + ":" + std::to_string(source.begin.column) + ": ";
-      }
+  std::string where(const toml::source_region* source) const {
+    if (source && source->path && *source->path == kOverrideSource) return "command line: ";
+    if (source && source->path) {
+      return *source->path + ":" + std::to_string(source->begin.line) + ":" + std::to_string(source->begin.column) + ": ";
     }
     return root_file_ + ": ";
   }
@@ -259,7 +259,7 @@ class Loader {
         if (auto guess = closest(key, valid); !guess.empty()) message += "; did you mean '" + guess + "'?";
         std::string list;
         for (const auto& v : valid) list += (list.empty() ? "" : ", ") + v;
-        problem(&node, prefix + key, message + " (valid keys: " + list + ")");
+        problem(&k.source(), prefix + key, message + " (valid keys: " + list + ")");
         continue;
       }
       if (auto value = convert(node, *param, prefix + key)) values[key] = std::move(*value);
@@ -372,7 +372,7 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
     if (auto guess = closest(key, {kTopLevel.begin(), kTopLevel.end()}); !guess.empty()) {
       message += "; did you mean '" + guess + "'?";
     }
-    loader.problem(&node, key, message + " (valid: extends, run, task, model, optimizer, algorithm, precision, "
+    loader.problem(&k.source(), key, message + " (valid: extends, run, task, model, optimizer, algorithm, precision, "
                                          "analyzers, stages)");
   }
 

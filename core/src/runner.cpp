@@ -183,12 +183,13 @@ class Trainer {
     std::vector<std::pair<std::string, double>> metrics;
     for (int micro = 0; micro < micro_count; ++micro) {
       StepOutput out = s.algorithm->loss(step, micro, micro_count);
-      (micro_count == 1 ? out.loss : out.loss / micro_count).backward();
-      loss += out.loss.item<double>() / micro_count;
+      const double weight = out.weight > 0 ? out.weight : 1.0 / micro_count;
+      (micro_count == 1 ? out.loss : out.loss * weight).backward();
+      loss += out.loss.item<double>() * weight;
       for (auto& [name, value] : out.metrics) {
         auto it = std::find_if(metrics.begin(), metrics.end(), [&](auto& m) { return m.first == name; });
-        if (it == metrics.end()) metrics.emplace_back(name, value / micro_count);
-        else it->second += value / micro_count;
+        if (it == metrics.end()) metrics.emplace_back(name, value * weight);
+        else it->second += value * weight;
       }
     }
     last_loss_ = loss;

@@ -122,6 +122,9 @@ class Precision : public Component {
 struct StepOutput {
   at::Tensor loss;
   std::vector<std::pair<std::string, double>> metrics;  ///< recorded as "train.<name>"
+  /// Share of the step's batch this micro-batch holds; the host back-propagates loss * weight.
+  /// 0 = 1 / micro_count (equal micro-batches).
+  double weight = 0;
 };
 
 /// A training algorithm: how a step's loss is computed.
@@ -129,7 +132,7 @@ class Algorithm : public Component {
  public:
   static constexpr Kind kind = Kind::algorithm;
   /// Loss of micro-batch `micro` (of `micro_count`, the recipe's grad_accum) at `step`. The host
-  /// back-propagates loss / micro_count, accumulates, clips and steps the optimizer.
+  /// back-propagates loss * weight, accumulates, clips and steps the optimizer.
   virtual StepOutput loss(int64_t step, int micro, int micro_count) = 0;
   /// Evaluation metrics (e.g. "eval.test.loss"), written through the context's recorder.
   virtual void evaluate(int64_t step) { (void)step; }

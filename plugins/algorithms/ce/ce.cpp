@@ -32,12 +32,15 @@ class CrossEntropy : public assay::Algorithm {
       batch_step_ = step;
     }
     at::Tensor inputs = batch_.inputs, targets = batch_.targets;
+    double weight = 1.0;
     if (micro_count > 1) {
-      auto chunks_in = inputs.tensor_split(micro_count), chunks_t = targets.tensor_split(micro_count);
-      inputs = chunks_in[static_cast<size_t>(micro)], targets = chunks_t[static_cast<size_t>(micro)];
+      const auto total = static_cast<double>(inputs.size(0));
+      inputs = inputs.tensor_split(micro_count)[static_cast<size_t>(micro)];
+      targets = targets.tensor_split(micro_count)[static_cast<size_t>(micro)];
+      weight = static_cast<double>(inputs.size(0)) / total;  // the exact batch mean for one label per example
     }
     auto ce = cross_entropy(model_.forward(inputs), targets);
-    assay::StepOutput out{ce, {}};
+    assay::StepOutput out{ce, {}, weight};
     if (options_.norm_penalty > 0) {
       auto penalty = options_.norm_penalty * neuron_norms().pow(static_cast<double>(options_.norm_power)).sum();
       out.loss = ce + penalty;
