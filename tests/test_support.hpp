@@ -48,3 +48,21 @@ class MemoryRecorder : public Recorder {
 };
 
 }  // namespace assay::testing
+
+namespace assay::testing {
+
+/// A small model built through the registry: quadratic_mlp of `width` for a task of `p` tokens.
+std::shared_ptr<Model> small_model(int64_t p, int64_t width, uint64_t seed = 0);
+
+/// Runs optimizer `name` for `steps` steps on small_model's parameters with seeded random gradients and
+/// a varying learning-rate factor, then replays the same in Python with `python_optimizer` (an
+/// expression over `groups`, e.g. "torch.optim.AdamW(groups, lr=0.01)") and returns the largest
+/// absolute difference of the final parameters.
+double max_difference_from_python(const std::string& name, const Values& overrides, const std::string& python_optimizer,
+                                  int steps);
+
+/// Saves the optimizer after `before` steps, runs `after` more; a fresh optimizer loaded from the save
+/// must produce bit-identical parameters. Returns true when it does.
+bool continues_identically_after_load(const std::string& name, const Values& overrides, int before, int after);
+
+}  // namespace assay::testing

@@ -1,0 +1,27 @@
+#include <gtest/gtest.h>
+
+#include "test_support.hpp"
+
+namespace assay {
+namespace {
+
+TEST(AdamW, FollowsPyTorchsAdamW) {
+  const double diff = testing::max_difference_from_python(
+      "adamw", {{"lr", 0.01}, {"beta1", 0.8}, {"beta2", 0.95}, {"eps", 1e-6}, {"weight_decay", 0.1}},
+      "torch.optim.AdamW(groups, lr=0.01, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)", 12);
+  EXPECT_LT(diff, 2e-6);
+}
+
+TEST(AdamW, AmsgradFollowsPyTorch) {
+  const double diff = testing::max_difference_from_python(
+      "adamw", {{"lr", 0.003}, {"amsgrad", true}, {"weight_decay", 0.0}},
+      "torch.optim.AdamW(groups, lr=0.003, amsgrad=True, weight_decay=0.0)", 12);
+  EXPECT_LT(diff, 2e-6);
+}
+
+TEST(AdamW, SaveLoadContinuesBitIdentically) {
+  EXPECT_TRUE(testing::continues_identically_after_load("adamw", {{"weight_decay", 0.1}}, 5, 6));
+}
+
+}  // namespace
+}  // namespace assay
