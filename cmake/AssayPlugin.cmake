@@ -12,7 +12,7 @@ function(assay_add_plugin NAME)
   if(TARGET assay::sdk)
     target_link_libraries(${NAME} PRIVATE assay::sdk)
   else()
-    target_link_libraries(${NAME} PRIVATE assay_sdk)
+    message(FATAL_ERROR "assay_add_plugin(${NAME}): no assay::sdk target; call find_package(assay) first")
   endif()
   set_target_properties(${NAME} PROPERTIES
     PREFIX "" OUTPUT_NAME "assay-${NAME}"

@@ -55,6 +55,7 @@ int cli_main(int argc, char** argv) {
     std::cout << version_text() << "\n";
     return kExitOk;
   }
+  run.plugin_dirs = plugin_dirs;
   if (*run_cmd) return run_command(run);
   if (*validate_cmd) return validate_command(recipe, overrides, plugin_dirs);
   if (*plugins_cmd) return plugins_command(filter, plugin_dirs);
