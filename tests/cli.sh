@@ -7,7 +7,7 @@ for cmd in "" run validate plugins inspect; do expect_exit 0 "$ASSAY" $cmd --hel
 expect_exit 0 "$ASSAY" --version
 expect_output "LibTorch"
 
-expect_exit 0 "$ASSAY" validate "$WORK/small.toml" optimizer.lr=0.5
+expect_exit 0 "$ASSAY" validate "$WORK/small.toml" --plugins "$WORK" optimizer.lr=0.5
 expect_output 'lr = 0.5'
 expect_output 'beta2 = 0.999'
 

@@ -21,6 +21,9 @@ wait_for() {
 # SIGKILL after the step-600 checkpoint, then resume.
 "${RUN[@]}" --out "$WORK/killed" > "$WORK/killed.log" 2>&1 &
 pid=$!
+wait_for "$WORK/killed/checkpoints/step-300"
+expect_exit 2 "${RUN[@]}" --out "$WORK/killed" --resume  # a second writer is refused while the first runs
+expect_output "in use by another assay process"
 wait_for "$WORK/killed/checkpoints/step-600"
 kill -9 $pid
 code=0; wait $pid || code=$?

@@ -16,7 +16,9 @@ int cli_main(int argc, char** argv) {
   app.add_flag("--version", version, "print versions and exit");
   std::vector<std::string> plugin_dirs;
   auto add_plugins = [&](CLI::App* sub) {
-    sub->add_option("--plugins", plugin_dirs, "extra plugin directory (searched before ASSAY_PLUGIN_PATH)");
+    sub->add_option("--plugins", plugin_dirs, "extra plugin directory, searched before ASSAY_PLUGIN_PATH (repeatable)")
+        ->allow_extra_args(false)
+        ->check(CLI::ExistingDirectory);
   };
 
   RunRequest run;

@@ -28,7 +28,7 @@ int validate_command(const std::string& recipe, const std::vector<std::string>& 
                      const std::vector<std::string>& plugin_dirs);
 int plugins_command(const std::string& filter, const std::vector<std::string>& plugin_dirs);
 int inspect_command(const std::string& path, int max_events);
-/// "assay 0.1.0 (SDK ABI 1, LibTorch 2.11.0, CUDA yes)"
+/// "assay 0.1.0 (SDK ABI 1, LibTorch 2.11.0, CUDA available)"
 std::string version_text();
 
 }  // namespace assay

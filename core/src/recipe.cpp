@@ -69,8 +69,9 @@ class Loader {
     std::error_code ec;
     fs::path canonical = fs::weakly_canonical(path, ec);
     if (std::find(chain.begin(), chain.end(), canonical) != chain.end()) {
-      problems.push_back(path.string() + ": extends cycle: " + path.string() + " extends itself (through " +
-                         chain.front().string() + ")");
+      std::string cycle;
+      for (const auto& file : chain) cycle += file.filename().string() + " -> ";
+      problems.push_back(chain.front().string() + ": extends cycle: " + cycle + path.filename().string());
       return {};
     }
     if (!fs::is_regular_file(path)) {
@@ -149,7 +150,10 @@ class Loader {
         problems.push_back("command line: '" + text + "': '" + part + "' is not a table");
         return;
       }
-      if (!table->contains(part)) table->insert(part, toml::table{});
+      if (!table->contains(part)) {  // a table created from the command line, positioned there
+        toml::table made = toml::parse("v = {}", std::string_view(kOverrideSource));
+        table->insert(part, std::move(*made.get("v")->as_table()));
+      }
       at = table->get(part);
     }
     auto* table = at->as_table();
@@ -249,7 +253,9 @@ class Loader {
     }
     std::vector<std::string> valid;
     for (const auto& param : schema) valid.push_back(param.name);
-    valid.insert(valid.end(), also_allowed.begin(), also_allowed.end());
+    for (const auto& key : also_allowed) {
+      if (key != "model") valid.push_back(key);  // skipped here, but rejected on its own
+    }
     for (auto&& [k, node] : table) {
       const std::string key(k.str());
       if (also_allowed.count(key)) continue;
@@ -259,7 +265,8 @@ class Loader {
         if (auto guess = closest(key, valid); !guess.empty()) message += "; did you mean '" + guess + "'?";
         std::string list;
         for (const auto& v : valid) list += (list.empty() ? "" : ", ") + v;
-        problem(&k.source(), prefix + key, message + " (valid keys: " + list + ")");
+        // Keys set on the command line have no position of their own; their value does.
+        problem(k.source().path ? &k.source() : &node.source(), prefix + key, message + " (valid keys: " + list + ")");
         continue;
       }
       if (auto value = convert(node, *param, prefix + key)) values[key] = std::move(*value);
@@ -430,8 +437,14 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
         loader.problem(m, prefix + ".model", "the model carries over between stages: set [model] at the top level");
       }
       StageSpec stage;
-      stage.name = table->contains("name") && (*table)["name"].is_string() ? (*table)["name"].as_string()->get()
-                                                                           : "stage" + std::to_string(i);
+      stage.name = "stage" + std::to_string(i);
+      if (const auto* name = table->get("name")) {
+        if (name->is_string()) {
+          stage.name = name->as_string()->get();
+        } else {
+          loader.problem(name, prefix + ".name", "expected a string");
+        }
+      }
       Values stage_values = loader.validate(*table, stage_schema, prefix + ".",
                                             {"name", "task", "optimizer", "algorithm", "precision", "analyzers", "model"},
                                             &recipe.run_values, "a stage");

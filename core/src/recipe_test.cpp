@@ -158,9 +158,10 @@ TEST(Recipe, UnknownComponentSuggestsTheClosestName) {
 
 TEST(Recipe, OverrideErrorsSayCommandLine) {
   auto path = write_file(temp_dir("override-errors") / "r.toml", kBase);
-  auto problems = problems_of(path, {"optimizer.lr=fast", "nonsense", "analyzers.7.use=margin"});
+  auto problems = problems_of(path, {"optimizer.lr=fast", "nonsense", "analyzers.7.use=margin", "run.nme=3"});
   const std::string all = joined(problems);
-  ASSERT_EQ(problems.size(), 3u) << all;
+  ASSERT_EQ(problems.size(), 4u) << all;
+  EXPECT_NE(all.find("command line: run.nme: unknown key for [run]; did you mean 'name'?"), std::string::npos) << all;
   EXPECT_NE(all.find("command line: optimizer.lr: expected float >= 0.0, got string \"fast\""), std::string::npos) << all;
   EXPECT_NE(all.find("'nonsense': expected key=value"), std::string::npos) << all;
   EXPECT_NE(all.find("'7' is not an index of 1 entries"), std::string::npos) << all;

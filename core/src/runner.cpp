@@ -14,6 +14,8 @@
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/utils.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -46,6 +48,13 @@ c10::Device pick_device(const std::string& wanted) {
     return c10::Device(c10::kCUDA, 0);
   }
   return c10::Device(c10::kCPU);
+}
+
+/// A component's values as one comparable list of TOML spellings.
+std::vector<std::string> values_list(const Values& values) {
+  std::vector<std::string> out;
+  for (const auto& [key, value] : values) out.push_back(key + "=" + to_toml(value));
+  return out;
 }
 
 std::string default_run_dir(const std::string& name) {
@@ -86,6 +95,7 @@ class Trainer {
                                          std::to_string(stage_end));
       }
       for (int64_t step = first + 1; step <= stage_end; ++step) {
+        current_step_ = step;
         if (int code = train_step(spec, stage, step, step - stage_start - 1); code != kExitOk) return code;
         const bool last = step == stage_end;
         if (last || (recipe_.run.eval_every > 0 && step % recipe_.run.eval_every == 0)) evaluate(stage, step);
@@ -96,6 +106,7 @@ class Trainer {
                           *stage.optimizer, recipe_.run.keep_checkpoints);
           store_.event(step, "checkpoint", "checkpoints/step-" + std::to_string(step));
           store_.flush();
+          last_flush_ = store_.wall();
         } else if (store_.wall() - last_flush_ > recipe_.run.flush_seconds) {
           store_.flush();
           last_flush_ = store_.wall();
@@ -115,7 +126,8 @@ class Trainer {
   }
 
   void resume_from(const std::string& checkpoint_dir) { resume_dir_ = checkpoint_dir; }
-  Model& model() { return *model_; }
+  /// The step being trained (for error reports).
+  int64_t current_step() const { return current_step_; }
 
  private:
   Context context() const {
@@ -130,8 +142,9 @@ class Trainer {
   void build_model(const StageSpec& first) {
     // The model is sized from the first stage's task; later stages must keep that shape.
     Context c = context();
-    auto task = registry_.create<Task>(first.task.use, first.task.values, c);
-    task_shape_ = task->shape();
+    c.recorder = &store_.recorder(first.task.use);
+    first_task_ = registry_.create<Task>(first.task.use, first.task.values, c);
+    task_shape_ = first_task_->shape();
     c.task_shape = task_shape_;
     torch::manual_seed(recipe_.run.seed);
     model_ = registry_.create<Model>(recipe_.model.use, recipe_.model.values, c);
@@ -146,7 +159,8 @@ class Trainer {
     StageComponents s;
     Context c = context();
     c.recorder = &store_.recorder(spec.task.use);
-    s.task = registry_.create<Task>(spec.task.use, spec.task.values, c);
+    s.task = &spec == &recipe_.stages.front() && first_task_ ? std::move(first_task_)
+                                                            : registry_.create<Task>(spec.task.use, spec.task.values, c);
     const TaskShape shape = s.task->shape();
     if (shape.vocab_size != task_shape_.vocab_size || shape.num_classes != task_shape_.num_classes) {
       throw std::runtime_error("stage '" + spec.name + "': task '" + spec.task.use + "' has vocabulary " +
@@ -157,9 +171,11 @@ class Trainer {
     c.task = s.task.get();
     c.recorder = &store_.recorder(spec.precision.use);
     s.precision = registry_.create<Precision>(spec.precision.use, spec.precision.values, c);
-    if (applied_precision_ != spec.precision.use) {
+    // A stage applies its scheme unless the previous stage already applied the same one.
+    const std::string precision = spec.precision.use + " " + to_toml(values_list(spec.precision.values));
+    if (applied_precision_ != precision) {
       s.precision->apply(*model_);
-      applied_precision_ = spec.precision.use;
+      applied_precision_ = precision;
     }
     c.recorder = &store_.recorder(spec.optimizer.use);
     s.optimizer = registry_.create<Optimizer>(spec.optimizer.use, spec.optimizer.values, c);
@@ -238,6 +254,8 @@ class Trainer {
   std::string applied_precision_;
   std::optional<std::string> resume_dir_;
   double last_loss_ = 0, last_flush_ = 0;
+  int64_t current_step_ = 0;
+  std::shared_ptr<Task> first_task_;  // built with the model, reused by the first stage
 };
 
 }  // namespace
@@ -273,7 +291,21 @@ int run_command(const RunRequest& request) {
     std::cerr << "--resume: " << store_path << " does not exist\n";
     return kExitBadInput;
   }
+  c10::Device device(c10::kCPU);
+  try {
+    device = pick_device(recipe.run.device);
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "; nothing ran\n";
+    return kExitBadInput;
+  }
   fs::create_directories(run_dir);
+  // One process per run directory: a second writer would overwrite the first one's flushes.
+  const int lock = ::open((fs::path(run_dir) / ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  if (lock < 0 || ::flock(lock, LOCK_EX | LOCK_NB) != 0) {
+    std::cerr << run_dir << " is in use by another assay process\n";
+    return kExitBadInput;
+  }
+  struct Unlock { int fd; ~Unlock() { ::close(fd); } } unlock{lock};
   log::add_file((fs::path(run_dir) / "run.log").string());
   struct RemoveLogFile { ~RemoveLogFile() { log::remove_files(); } } remove_log_file;
 
@@ -282,7 +314,6 @@ int run_command(const RunRequest& request) {
   std::unique_ptr<RunStore> store;
   std::unique_ptr<Trainer> trainer;
   try {
-    const c10::Device device = pick_device(recipe.run.device);
     StoreHeader header;
     header.recipe_source = recipe.source;
     header.recipe_resolved = recipe.resolved(registry);
@@ -320,6 +351,7 @@ int run_command(const RunRequest& request) {
     if (from.step >= recipe.total_steps()) {
       log::info("the run already finished all ", recipe.total_steps(), " steps");
       store->attribute("status", "done");
+      store->attribute("finished", utc_now());
       store->flush();
       return kExitOk;
     }
@@ -337,7 +369,7 @@ int run_command(const RunRequest& request) {
   } catch (const std::exception& e) {
     log::error("run failed: ", e.what());
     if (store) {
-      store->event(-1, "error", e.what());
+      store->event(trainer ? trainer->current_step() : 0, "error", e.what());
       store->attribute("status", "failed");
       store->attribute("finished", utc_now());
       try {

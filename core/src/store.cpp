@@ -1,5 +1,6 @@
 #include "store.hpp"
 
+#include <assay/log.hpp>
 #include <assay/version.hpp>
 
 #include <H5Cpp.h>
@@ -107,13 +108,19 @@ void append_rows(H5::Group& group, const std::string& name, const H5::PredType& 
   dataset.write(data, type, memory_space, file_space);
 }
 
+/// One /events row in memory (variable-length strings).
+struct EventRow {
+  int64_t step;
+  const char* kind;
+  const char* message;
+};
+
 H5::CompType event_type() {
-  struct Row { int64_t step; char* kind; char* message; };
   H5::StrType text(H5::PredType::C_S1, H5T_VARIABLE);
-  H5::CompType type(sizeof(Row));
-  type.insertMember("step", HOFFSET(Row, step), H5::PredType::NATIVE_INT64);
-  type.insertMember("kind", HOFFSET(Row, kind), text);
-  type.insertMember("message", HOFFSET(Row, message), text);
+  H5::CompType type(sizeof(EventRow));
+  type.insertMember("step", HOFFSET(EventRow, step), H5::PredType::NATIVE_INT64);
+  type.insertMember("kind", HOFFSET(EventRow, kind), text);
+  type.insertMember("message", HOFFSET(EventRow, message), text);
   return type;
 }
 
@@ -132,6 +139,16 @@ void truncate_rows(H5::DataSet& dataset, hsize_t rows) {
     dims[0] = rows;
     dataset.extend(dims.data());  // H5Dset_extent: shrinks too
   }
+}
+
+void append_events(H5::DataSet& dataset, const std::vector<EventRow>& rows) {
+  if (rows.empty()) return;
+  hsize_t old_rows = rows_of(dataset), count = rows.size(), total = old_rows + count;
+  dataset.extend(&total);
+  H5::DataSpace file_space = dataset.getSpace();
+  file_space.selectHyperslab(H5S_SELECT_SET, &count, &old_rows);
+  H5::DataSpace memory_space(1, &count);
+  dataset.write(rows.data(), event_type(), memory_space, file_space);
 }
 
 /// Every group holding a `step` dataset (a series), below `group`.
@@ -161,16 +178,16 @@ void truncate_after(H5::H5File& file, int64_t last_step) {
       truncate_rows(dataset, keep);
     }
   }
-  if (file.nameExists("/events")) {
+  if (file.nameExists("/events")) {  // not sorted by step (e.g. several events at one step): filter, rewrite
     H5::DataSet events = file.openDataSet("/events");
-    std::vector<int64_t> steps(rows_of(events));
-    if (!steps.empty()) {
-      H5::CompType only_step(sizeof(int64_t));
-      only_step.insertMember("step", 0, H5::PredType::NATIVE_INT64);
-      events.read(steps.data(), only_step);
-    }
-    hsize_t keep = static_cast<hsize_t>(std::count_if(steps.begin(), steps.end(), [&](int64_t s) { return s <= last_step; }));
-    truncate_rows(events, keep);
+    hsize_t rows = rows_of(events);
+    std::vector<EventRow> all(rows), kept;
+    H5::CompType type = event_type();
+    if (rows) events.read(all.data(), type);
+    std::copy_if(all.begin(), all.end(), std::back_inserter(kept), [&](const EventRow& e) { return e.step <= last_step; });
+    truncate_rows(events, 0);
+    append_events(events, kept);
+    if (rows) H5::DataSet::vlenReclaim(all.data(), type, H5::DataSpace(1, &rows));
   }
 }
 
@@ -262,6 +279,13 @@ std::unique_ptr<RunStore> RunStore::resume(const std::string& path, int64_t last
       if (key != "time") set_string_attribute(env, key, value);
     }
     set_string_attribute(env, "resumed", header.env.count("time") ? header.env.at("time") : "");
+    // A run may be resumed with a changed recipe (say, more steps): keep both, and say so.
+    H5::Group recipe = file.openGroup("/recipe");
+    if (get_string_attribute(recipe, "resolved") != header.recipe_resolved) {
+      set_string_attribute(recipe, "resolved_on_resume", header.recipe_resolved);
+      set_string_attribute(recipe, "overrides_on_resume", header.overrides);
+      log::warn("the recipe differs from the one this run started with; both are in ", path, " /recipe");
+    }
   });
   return store;
 }
@@ -336,11 +360,13 @@ double RunStore::wall() const {
 
 void RunStore::flush() {
   std::lock_guard lock(mutex_);
-  if (pending_.empty() && events_.empty() && root_attributes_.empty() && dataset_attributes_.empty()) return;
+  const bool rows = std::any_of(pending_.begin(), pending_.end(), [](auto& s) { return !s.second->steps.empty(); });
+  if (!rows && events_.empty() && root_attributes_.empty() && dataset_attributes_.empty()) return;
   edit_atomically(path_, false, [&](H5::H5File& file) {
     for (auto& [path, series] : pending_) {
-      H5::Group group = open_or_create_group(file, path);
       const hsize_t rows = series->steps.size();
+      if (rows == 0) continue;
+      H5::Group group = open_or_create_group(file, path);
       append_rows(group, "step", H5::PredType::NATIVE_INT64, {}, rows, series->steps.data());
       append_rows(group, "value", series->type, series->row_shape, rows, series->bytes.data());
       if (series->is_metric) append_rows(group, "wall", H5::PredType::NATIVE_DOUBLE, {}, rows, series->wall.data());
@@ -350,10 +376,8 @@ void RunStore::flush() {
       for (const auto& [key, text] : attributes) set_string_attribute(group, key, text);
     }
     if (!events_.empty()) {
-      struct Row { int64_t step; const char* kind; const char* message; };
-      std::vector<Row> rows;
+      std::vector<EventRow> rows;
       for (const auto& e : events_) rows.push_back({e.step, e.kind.c_str(), e.message.c_str()});
-      H5::CompType type = event_type();
       H5::DataSet dataset;
       if (file.nameExists("/events")) {
         dataset = file.openDataSet("/events");
@@ -362,19 +386,18 @@ void RunStore::flush() {
         H5::DSetCreatPropList properties;
         properties.setChunk(1, &chunk);
         H5::DataSpace space(1, &zero, &unlimited);
-        dataset = file.createDataSet("/events", type, space, properties);
+        dataset = file.createDataSet("/events", event_type(), space, properties);
       }
-      hsize_t old_rows = rows_of(dataset), count = rows.size(), total = old_rows + count;
-      dataset.extend(&total);
-      H5::DataSpace file_space = dataset.getSpace();
-      file_space.selectHyperslab(H5S_SELECT_SET, &count, &old_rows);
-      H5::DataSpace memory_space(1, &count);
-      dataset.write(rows.data(), type, memory_space, file_space);
+      append_events(dataset, rows);
     }
     H5::Group root = file.openGroup("/");
     for (const auto& [key, value] : root_attributes_) set_string_attribute(root, key, value);
   });
-  pending_.clear();
+  for (auto& [path, series] : pending_) {  // keep each series' layout, so shape checks span flushes
+    series->steps.clear();
+    series->wall.clear();
+    series->bytes.clear();
+  }
   events_.clear();
   root_attributes_.clear();
   dataset_attributes_.clear();
@@ -445,8 +468,7 @@ static std::string summarize(H5::H5File& file, const std::string& path, int max_
   if (file.nameExists("/events")) {
     H5::DataSet events = file.openDataSet("/events");
     hsize_t rows = rows_of(events);
-    struct Row { int64_t step; char* kind; char* message; };
-    std::vector<Row> all(rows);
+    std::vector<EventRow> all(rows);
     H5::CompType type = event_type();
     if (rows) events.read(all.data(), type);
     out << "  events (" << rows << "):\n";

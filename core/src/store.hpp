@@ -53,7 +53,7 @@ class RunStore {
   explicit RunStore(std::string path);
   std::string path_;
   std::mutex mutex_;
-  std::map<std::string, std::unique_ptr<Series>> pending_;
+  std::map<std::string, std::unique_ptr<Series>> pending_;  ///< rows since the last flush, per series
   std::vector<Event> events_;
   std::map<std::string, std::string> root_attributes_;
   std::map<std::string, std::map<std::string, std::string>> dataset_attributes_;

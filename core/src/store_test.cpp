@@ -91,6 +91,8 @@ TEST(RunStore, ResumeDropsEverythingAfterTheCheckpointStep) {
       if (step % 2 == 0) store->recorder("probe").append("weights", step, torch::full({3}, static_cast<double>(step)));
       store->event(step, "eval", "");
     }
+    store->event(2, "late", "recorded out of step order");
+    store->event(9, "late", "after the checkpoint");
     store->attribute("status", "failed");
     store->flush();
   }
@@ -103,7 +105,7 @@ TEST(RunStore, ResumeDropsEverythingAfterTheCheckpointStep) {
                   &out),
             0)
       << out;
-  EXPECT_EQ(out, "[1, 2, 3, 4, 5] [1.0, 2.0, 3.0, 4.0, 5.0] (2, 3) [2, 4] [1, 2, 3, 4, 5] running\n");
+  EXPECT_EQ(out, "[1, 2, 3, 4, 5] [1.0, 2.0, 3.0, 4.0, 5.0] (2, 3) [2, 4] [1, 2, 3, 4, 5, 2] running\n");
 }
 
 TEST(RunStore, RejectsBadNamesAndShapeChanges) {
@@ -112,6 +114,9 @@ TEST(RunStore, RejectsBadNamesAndShapeChanges) {
   EXPECT_THROW(store->metric("a/b", 0, 1.0), std::invalid_argument);
   store->recorder("probe").append("x", 0, torch::zeros({2}));
   EXPECT_THROW(store->recorder("probe").append("x", 1, torch::zeros({3})), std::invalid_argument);
+  store->flush();
+  EXPECT_THROW(store->recorder("probe").append("x", 2, torch::zeros({3})), std::invalid_argument);  // across flushes
+  EXPECT_THROW(store->recorder("probe").append("x", 2, torch::zeros({2}, torch::kLong)), std::invalid_argument);
   EXPECT_THROW(RunStore::create(path, header()), std::runtime_error);  // never overwrites a run
 }
 

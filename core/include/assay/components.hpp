@@ -1,7 +1,7 @@
 #pragma once
 /// @file The six component kinds a plugin can provide. A component is a class deriving from one of
 /// these interfaces, with a nested `Options` struct (see options.hpp) and a constructor
-/// `Class(const Options&, const Context&)`; register it with ASSAY_REGISTER (plugin.hpp).
+/// `Class(const Options&, const Context&)`; register it in the plugin's ASSAY_PLUGIN block (plugin.hpp).
 #include <assay/options.hpp>
 #include <assay/recorder.hpp>
 
@@ -142,7 +142,8 @@ class Algorithm : public Component {
 class Analyzer : public Component {
  public:
   static constexpr Kind kind = Kind::analyzer;
-  /// At every eval step (and at the last step).
+  /// At every eval step: step 0 (when run.eval_every > 0), every eval_every steps and the last step of
+  /// each stage.
   virtual void on_eval(int64_t step) = 0;
   /// Once, after the last step of the stage.
   virtual void on_end(int64_t step) { (void)step; }

@@ -8,7 +8,8 @@
 namespace assay {
 
 /// A component's handle on the run store. Writes are buffered and reach the file at the next flush
-/// (every eval, checkpoint and the end of the run), so calling these in a training loop is cheap.
+/// (every eval, checkpoint, the end of the run, and at most run.flush_seconds apart), so calling these
+/// in a training loop is cheap.
 class Recorder {
  public:
   virtual ~Recorder() = default;
@@ -22,7 +23,7 @@ class Recorder {
   /// value has shape [rows, *row.shape].
   virtual void append(std::string_view name, int64_t step, const at::Tensor& row) = 0;
 
-  /// A dataset-level attribute on /analyzers/<component>/<name> (axis descriptions, units, ...).
+  /// An attribute of the series group /analyzers/<component>/<name> (axis descriptions, units, ...).
   virtual void describe(std::string_view name, std::string_view key, std::string_view text) = 0;
 
   /// An entry in /events: kind is a short tag ("eval", "checkpoint", "loss_spike", "diverged", ...).
