@@ -15,6 +15,7 @@
 #include <torch/utils.h>
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -309,6 +310,11 @@ int run_command(const RunRequest& request) {
   log::add_file((fs::path(run_dir) / "run.log").string());
   struct RemoveLogFile { ~RemoveLogFile() { log::remove_files(); } } remove_log_file;
 
+  // Keep freed activation buffers in the heap: by default glibc returns them to the kernel after every
+  // step and faults them back in on the next (about 200 page faults per step for a 0.5 MB activation;
+  // see docs/BENCHMARKS.md).
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
   at::set_num_threads(recipe.run.threads > 0 ? static_cast<int>(recipe.run.threads)
                                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   std::unique_ptr<RunStore> store;
