@@ -69,10 +69,17 @@ std::shared_ptr<Model> small_model(int64_t p, int64_t width, uint64_t seed) {
 }
 
 namespace {
-std::shared_ptr<Optimizer> make_optimizer(const std::string& name, const Values& overrides, Model& model) {
+std::shared_ptr<Optimizer> make_optimizer(const std::string& name, const Values& overrides, Model& model,
+                                          const std::map<std::string, Values>& group_overrides = {}) {
   Context context;
   context.model = &model;
-  return plugins().create<Optimizer>(name, values_of(Kind::optimizer, name, overrides), context);
+  const Values values = values_of(Kind::optimizer, name, overrides);
+  for (const auto& [group, set] : group_overrides) {
+    Values merged = values;
+    for (const auto& [key, value] : set) merged[key] = value;
+    context.group_values[group] = merged;
+  }
+  return plugins().create<Optimizer>(name, values, context);
 }
 
 void step_with(Optimizer& optimizer, Model& model, const std::vector<at::Tensor>& grads, double factor) {
@@ -93,9 +100,9 @@ double factor_of(int step) { return 1.0 / (1.0 + 0.25 * step); }
 }  // namespace
 
 double max_difference_from_python(const std::string& name, const Values& overrides, const std::string& python_optimizer,
-                                  int steps) {
+                                  int steps, const std::map<std::string, Values>& group_overrides) {
   auto model = small_model(7, 6);
-  auto optimizer = make_optimizer(name, overrides, *model);
+  auto optimizer = make_optimizer(name, overrides, *model, group_overrides);
   c10::List<at::Tensor> saved;
   // Parameter order and grouping as the optimizer sees them: the model's param_groups().
   std::vector<int64_t> group_sizes;

@@ -58,8 +58,10 @@ std::shared_ptr<Model> small_model(int64_t p, int64_t width, uint64_t seed = 0);
 /// a varying learning-rate factor, then replays the same in Python with `python_optimizer` (an
 /// expression over `groups`, e.g. "torch.optim.AdamW(groups, lr=0.01)") and returns the largest
 /// absolute difference of the final parameters.
+/// `group_overrides`: per model parameter group (quadratic_mlp: "embedding", "head"), option values as
+/// from [optimizer.groups.<group>]. In Python, `groups[i]` are the dicts {"params": [...]} in that order.
 double max_difference_from_python(const std::string& name, const Values& overrides, const std::string& python_optimizer,
-                                  int steps);
+                                  int steps, const std::map<std::string, Values>& group_overrides = {});
 
 /// Saves the optimizer after `before` steps, runs `after` more; a fresh optimizer loaded from the save
 /// must produce bit-identical parameters. Returns true when it does.

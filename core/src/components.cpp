@@ -1,5 +1,7 @@
 #include <assay/components.hpp>
 
+#include <algorithm>
+
 namespace assay {
 
 std::string_view kind_name(Kind kind) {
@@ -12,6 +14,18 @@ std::string_view kind_name(Kind kind) {
     case Kind::analyzer: return "analyzer";
   }
   return "?";
+}
+
+void check_group_names(const Context& context, Model& model) {
+  const auto groups = model.param_groups();
+  for (const auto& [name, values] : context.group_values) {
+    if (std::none_of(groups.begin(), groups.end(), [&](const ParamGroup& g) { return g.name == name; })) {
+      std::string known;
+      for (const auto& g : groups) known += (known.empty() ? "" : ", ") + g.name;
+      throw std::invalid_argument("the recipe sets options for parameter group '" + name +
+                                  "', which the model does not have (its groups: " + known + ")");
+    }
+  }
 }
 
 std::vector<ParamGroup> Model::param_groups() {

@@ -24,6 +24,16 @@ double StageOptions::lr_factor(int64_t s) const {
   return min_lr_ratio + (1.0 - min_lr_ratio) * decay;
 }
 
+std::map<std::string, Values> ComponentSpec::group_values() const {
+  std::map<std::string, Values> out;
+  for (const auto& [group, overrides] : group_overrides) {
+    Values merged = values;
+    for (const auto& [key, value] : overrides) merged[key] = value;
+    out[group] = std::move(merged);
+  }
+  return out;
+}
+
 int64_t Recipe::total_steps() const {
   int64_t total = 0;
   for (const auto& stage : stages) total += stage.options.steps;
@@ -312,9 +322,34 @@ class Loader {
       problem(use_node ? use_node : node, table_name + ".use", message + " (" + available(kind) + ")");
       return std::nullopt;
     }
-    const Values* base = inherited && inherited->use == use ? &inherited->values : nullptr;
-    ComponentSpec spec{kind, use, {}, table_name};
-    spec.values = validate(*table, found->info.schema, table_name + ".", {"use"}, base, kind_text + " '" + use + "'");
+    const bool same = inherited && inherited->use == use;
+    const bool grouped = kind == Kind::optimizer || kind == Kind::precision;
+    ComponentSpec spec{kind, use, {}, table_name, {}};
+    spec.values = validate(*table, found->info.schema, table_name + ".", grouped ? std::set<std::string>{"use", "groups"}
+                                                                               : std::set<std::string>{"use"},
+                           same ? &inherited->values : nullptr, kind_text + " '" + use + "'");
+    if (same) spec.group_overrides = inherited->group_overrides;
+    if (const toml::node* groups = grouped ? table->get("groups") : nullptr) {
+      spec.group_overrides.clear();
+      if (!groups->is_table()) {
+        problem(groups, table_name + ".groups", "expected tables [" + table_name + ".groups.<parameter group>]");
+      } else {
+        for (auto&& [name, group] : *groups->as_table()) {
+          const std::string where = table_name + ".groups." + std::string(name.str());
+          if (!group.is_table()) {
+            problem(&group, where, "expected a table of " + kind_text + " parameters for this parameter group");
+            continue;
+          }
+          Values all = validate(*group.as_table(), found->info.schema, where + ".", {}, nullptr,
+                                kind_text + " '" + use + "' (per-group)");
+          Values set;  // only what the group table sets; the rest follows the component's values
+          for (auto&& [key, node] : *group.as_table()) {
+            if (auto it = all.find(key.str()); it != all.end()) set[it->first] = it->second;
+          }
+          spec.group_overrides[std::string(name.str())] = std::move(set);
+        }
+      }
+    }
     return spec;
   }
 
@@ -483,6 +518,11 @@ void emit_component(std::ostringstream& out, const std::string& header, const Co
   out << "\n" << header << "\n";
   emit(out, "use", spec.use, found ? found->info.doc + " (plugin " + found->plugin->name + " " + found->plugin->version + ")" : "");
   if (found) emit_values(out, spec.values, found->info.schema);
+  const std::string table = header.substr(header.find_first_not_of('['), header.find(']') - header.find_first_not_of('['));
+  for (const auto& [group, overrides] : spec.group_overrides) {
+    out << "\n[" << table << ".groups." << group << "]\n";
+    if (found) emit_values(out, overrides, found->info.schema);
+  }
 }
 }  // namespace
 

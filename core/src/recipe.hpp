@@ -3,6 +3,7 @@
 // components' schemas before anything runs.
 #include <assay/components.hpp>
 
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -63,6 +64,10 @@ struct ComponentSpec {
   std::string use;      ///< component name
   Values values;        ///< every parameter, defaults filled in
   std::string table;    ///< where it came from: "optimizer", "stages[1].optimizer", "analyzers[0]"
+  /// [<table>.groups.<group>]: per model parameter group, the keys set there (optimizers, precision).
+  std::map<std::string, Values> group_overrides;
+  /// Per group, `values` with that group's overrides applied (what Context::group_values holds).
+  std::map<std::string, Values> group_values() const;
 };
 
 struct StageSpec {

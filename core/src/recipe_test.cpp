@@ -218,6 +218,25 @@ momentum = 0.9
   EXPECT_EQ(again.stages[2].optimizer.use, "sgd");
 }
 
+TEST(Recipe, PerGroupOptionsAreValidatedAndPrinted) {
+  auto dir = temp_dir("groups");
+  auto path = write_file(dir / "r.toml", std::string(kBase) + "\n[optimizer.groups.head]\nlr = 0.1\n");
+  Recipe recipe = load_recipe(path, {}, plugins());
+  const auto& optimizer = recipe.stages[0].optimizer;
+  ASSERT_EQ(optimizer.group_overrides.size(), 1u);
+  EXPECT_EQ(optimizer.group_overrides.at("head").size(), 1u);  // only what the group sets
+  auto merged = optimizer.group_values().at("head");
+  EXPECT_EQ(std::get<double>(merged.at("lr")), 0.1);
+  EXPECT_EQ(std::get<double>(merged.at("beta2")), 0.999);
+  Recipe again = load_recipe(write_file(dir / "resolved.toml", recipe.resolved(plugins())), {}, plugins());
+  EXPECT_EQ(again.stages[0].optimizer.group_overrides, optimizer.group_overrides);
+
+  auto bad = write_file(dir / "bad.toml", std::string(kBase) + "\n[optimizer.groups.head]\nlrr = 0.1\n");
+  const std::string all = joined(problems_of(bad));
+  EXPECT_NE(all.find("optimizer.groups.head.lrr: unknown key for optimizer 'adamw' (per-group); did you mean 'lr'?"),
+            std::string::npos) << all;
+}
+
 TEST(Recipe, ModelInsideAStageIsAnError) {
   auto path = write_file(temp_dir("stage-model") / "r.toml",
                          std::string(kBase) + "\n[[stages]]\n[stages.model]\nuse = \"mlp\"\n");

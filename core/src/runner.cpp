@@ -171,6 +171,7 @@ class Trainer {
     }
     c.task = s.task.get();
     c.recorder = &store_.recorder(spec.precision.use);
+    c.group_values = spec.precision.group_values();
     s.precision = registry_.create<Precision>(spec.precision.use, spec.precision.values, c);
     // A stage applies its scheme unless the previous stage already applied the same one.
     const std::string precision = spec.precision.use + " " + to_toml(values_list(spec.precision.values));
@@ -179,7 +180,9 @@ class Trainer {
       applied_precision_ = precision;
     }
     c.recorder = &store_.recorder(spec.optimizer.use);
+    c.group_values = spec.optimizer.group_values();
     s.optimizer = registry_.create<Optimizer>(spec.optimizer.use, spec.optimizer.values, c);
+    c.group_values.clear();
     c.optimizer = s.optimizer.get();
     c.recorder = &store_.recorder(spec.algorithm.use);
     s.algorithm = registry_.create<Algorithm>(spec.algorithm.use, spec.algorithm.values, c);

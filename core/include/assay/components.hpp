@@ -10,6 +10,7 @@
 #include <torch/serialize/archive.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -48,7 +49,20 @@ struct Context {
   Model* model = nullptr;
   Optimizer* optimizer = nullptr;
   Recorder* recorder = nullptr;  ///< this component's view on the run store
+  /// Per model parameter group, this component's values with the recipe's [<table>.groups.<group>]
+  /// overrides applied (e.g. a per-group learning rate). Groups without overrides are absent.
+  std::map<std::string, Values> group_values;
 };
+
+/// The Options of parameter group `group`: its overrides from the recipe, else `fallback`.
+template <class Options>
+Options options_for_group(const Context& context, const std::string& group, const Options& fallback) {
+  auto it = context.group_values.find(group);
+  return it == context.group_values.end() ? fallback : options_from<Options>(it->second);
+}
+
+/// Throws std::invalid_argument when the recipe overrides a group the model does not have.
+void check_group_names(const Context& context, Model& model);
 
 /// A batch of examples. inputs: int64 token ids [B, T]. targets: int64 class ids, either [B] (one label
 /// per example) or [B, T] (per token; -100 = ignored).

@@ -10,18 +10,22 @@
 
 namespace assay {
 
-/// One torch param group per model group. `make` builds the torch optimizer from those groups.
+/// One torch param group per model group, each with its own options (the recipe's per-group
+/// overrides, see Context::group_values); `convert` turns the plugin's Options into torch's.
 template <class TorchOptimizer, class TorchOptions>
 class TorchOptimizerAdapter : public Optimizer {
  public:
-  TorchOptimizerAdapter(Model& model, const TorchOptions& options) {
+  template <class Options>
+  TorchOptimizerAdapter(const Options& options, const Context& context, TorchOptions (*convert)(const Options&)) {
+    check_group_names(context, *context.model);
     std::vector<torch::optim::OptimizerParamGroup> groups;
-    for (auto& group : model.param_groups()) {
+    for (auto& group : context.model->param_groups()) {
       if (group.params.empty()) continue;
-      groups.emplace_back(group.params, std::make_unique<TorchOptions>(options));
-      base_lr_.push_back(options.lr());
+      TorchOptions group_options = convert(options_for_group(context, group.name, options));
+      base_lr_.push_back(group_options.lr());
+      groups.emplace_back(group.params, std::make_unique<TorchOptions>(group_options));
     }
-    optimizer_ = std::make_unique<TorchOptimizer>(std::move(groups), options);
+    optimizer_ = std::make_unique<TorchOptimizer>(std::move(groups), convert(options));
   }
 
   void step() override { optimizer_->step(); }

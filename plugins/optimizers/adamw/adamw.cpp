@@ -23,15 +23,14 @@ struct AdamWOptions {
   }
 };
 
+torch::optim::AdamWOptions to_torch(const AdamWOptions& o) {
+  return torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay).amsgrad(o.amsgrad);
+}
+
 class AdamW : public assay::TorchOptimizerAdapter<torch::optim::AdamW, torch::optim::AdamWOptions> {
  public:
   using Options = AdamWOptions;
-  AdamW(const Options& o, const assay::Context& context)
-      : TorchOptimizerAdapter(*context.model, torch::optim::AdamWOptions(o.lr)
-                                                  .betas({o.beta1, o.beta2})
-                                                  .eps(o.eps)
-                                                  .weight_decay(o.weight_decay)
-                                                  .amsgrad(o.amsgrad)) {}
+  AdamW(const Options& options, const assay::Context& context) : TorchOptimizerAdapter(options, context, &to_torch) {}
 };
 
 }  // namespace

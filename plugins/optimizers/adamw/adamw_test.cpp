@@ -19,6 +19,28 @@ TEST(AdamW, AmsgradFollowsPyTorch) {
   EXPECT_LT(diff, 2e-6);
 }
 
+TEST(AdamW, PerGroupOptionsFollowPyTorchParamGroups) {
+  const double diff = testing::max_difference_from_python(
+      "adamw", {{"lr", 0.01}, {"weight_decay", 0.1}},
+      "torch.optim.AdamW([groups[0], dict(groups[1], lr=0.05, weight_decay=0.0)], lr=0.01, weight_decay=0.1)", 8,
+      {{"head", {{"lr", 0.05}, {"weight_decay", 0.0}}}});
+  EXPECT_LT(diff, 2e-6);
+}
+
+TEST(AdamW, UnknownGroupIsRefused) {
+  auto model = testing::small_model(5, 4);
+  Context context;
+  context.model = model.get();
+  context.group_values["attention"] = testing::values_of(Kind::optimizer, "adamw");
+  try {
+    testing::plugins().create<Optimizer>("adamw", testing::values_of(Kind::optimizer, "adamw"), context);
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("group 'attention', which the model does not have (its groups: embedding, head)"),
+              std::string::npos) << e.what();
+  }
+}
+
 TEST(AdamW, SaveLoadContinuesBitIdentically) {
   EXPECT_TRUE(testing::continues_identically_after_load("adamw", {{"weight_decay", 0.1}}, 5, 6));
 }

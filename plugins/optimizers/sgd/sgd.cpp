@@ -32,7 +32,7 @@ torch::optim::SGDOptions to_torch(const SgdOptions& o) {
 class Sgd : public assay::TorchOptimizerAdapter<torch::optim::SGD, torch::optim::SGDOptions> {
  public:
   using Options = SgdOptions;
-  Sgd(const Options& options, const assay::Context& context) : TorchOptimizerAdapter(*context.model, to_torch(options)) {}
+  Sgd(const Options& options, const assay::Context& context) : TorchOptimizerAdapter(options, context, &to_torch) {}
 };
 
 }  // namespace
