@@ -28,6 +28,15 @@ void check_group_names(const Context& context, Model& model) {
   }
 }
 
+at::Tensor neuron_norms(Model& model, c10::ScalarType dtype) {
+  at::Tensor squared;
+  for (const auto& p : model.neuron_parameters()) {
+    auto s = p.to(dtype).reshape({p.size(0), -1}).square().sum(1);
+    squared = squared.defined() ? squared + s : s;
+  }
+  return squared.defined() ? squared.sqrt() : at::Tensor();
+}
+
 std::vector<ParamGroup> Model::param_groups() {
   ParamGroup all{"all", {}};
   for (auto& p : parameters()) all.params.push_back(p);

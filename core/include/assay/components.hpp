@@ -107,6 +107,10 @@ class Model : public Component, public torch::nn::Module {
   virtual int homogeneity() const { return 0; }
 };
 
+/// ||theta_i||_2 per hidden neuron i over model.neuron_parameters() ([neurons]; empty tensor when the
+/// model has none), differentiable, in `dtype` (float64 for analysis).
+at::Tensor neuron_norms(Model& model, c10::ScalarType dtype = c10::kFloat);
+
 /// Updates parameters from their .grad. Learning-rate schedules are applied by the host through
 /// set_lr_factor; gradients are zeroed by the host.
 class Optimizer : public Component {

@@ -42,7 +42,7 @@ class CrossEntropy : public assay::Algorithm {
     auto ce = cross_entropy(model_.forward(inputs), targets);
     assay::StepOutput out{ce, {}, weight};
     if (options_.norm_penalty > 0) {
-      auto penalty = options_.norm_penalty * neuron_norms().pow(static_cast<double>(options_.norm_power)).sum();
+      auto penalty = options_.norm_penalty * assay::neuron_norms(model_).pow(static_cast<double>(options_.norm_power)).sum();
       out.loss = ce + penalty;
       out.metrics = {{"ce", ce.item<double>()}, {"norm_penalty", penalty.item<double>()}};
     }
@@ -60,15 +60,6 @@ class CrossEntropy : public assay::Algorithm {
   at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& targets) const {
     auto options = torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).label_smoothing(options_.label_smoothing);
     return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), options);
-  }
-
-  at::Tensor neuron_norms() {
-    at::Tensor squared;
-    for (const auto& p : model_.neuron_parameters()) {
-      auto s = p.reshape({p.size(0), -1}).square().sum(1);
-      squared = squared.defined() ? squared + s : s;
-    }
-    return squared.sqrt();
   }
 
   Options options_;

@@ -40,12 +40,7 @@ class Margin : public assay::Analyzer {
     auto correct = logits.gather(1, batch.targets.unsqueeze(1)).squeeze(1);
     auto others = logits.scatter(1, batch.targets.unsqueeze(1), -std::numeric_limits<double>::infinity());
     const double raw = (correct - std::get<0>(others.max(1))).min().item<double>();
-    at::Tensor squared;
-    for (const auto& p : model_.neuron_parameters()) {
-      auto s = p.to(torch::kDouble).reshape({p.size(0), -1}).square().sum(1);
-      squared = squared.defined() ? squared + s : s;
-    }
-    const double norm = squared.sqrt().pow(model_.homogeneity()).sum().item<double>();
+    const double norm = assay::neuron_norms(model_, torch::kDouble).pow(model_.homogeneity()).sum().item<double>();
     const double normalized = raw / norm;
     recorder_.metric("margin.raw", step, raw);
     recorder_.metric("margin.normalized", step, normalized);
