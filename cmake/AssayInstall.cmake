@@ -5,6 +5,7 @@ include(CMakePackageConfigHelpers)
 install(TARGETS assay RUNTIME DESTINATION bin)
 install(TARGETS assay_sdk EXPORT assayTargets LIBRARY DESTINATION lib)
 install(DIRECTORY core/include/assay DESTINATION include)
+install(DIRECTORY analysis/assay_analysis DESTINATION share/assay/analysis PATTERN __pycache__ EXCLUDE)
 install(EXPORT assayTargets NAMESPACE assay:: DESTINATION lib/cmake/assay)
 configure_package_config_file(cmake/assayConfig.cmake.in ${CMAKE_BINARY_DIR}/assayConfig.cmake
   INSTALL_DESTINATION lib/cmake/assay)

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache git pkg-config libboost-dev libtomlplusplus-dev
-              libcli11-dev libspdlog-dev libhdf5-dev libgtest-dev)
+              libcli11-dev libspdlog-dev libhdf5-dev libgtest-dev
+              chromium)  # chromium: the report tests render HTML headless
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -47,6 +47,13 @@ int cli_main(int argc, char** argv) {
   inspect_cmd->add_option("path", path, "run directory or run.h5")->required();
   inspect_cmd->add_option("--events", max_events, "how many of the last events to show");
 
+  std::string report_output = "report.html";
+  int watch_seconds = 0;
+  auto* report_cmd = app.add_subcommand("report", "one self-contained HTML page with figures and tables (analysis/)");
+  report_cmd->add_option("path", path, "run directory, run.h5, or a folder of runs (a sweep)")->required();
+  report_cmd->add_option("-o,--output", report_output, "HTML file to write");
+  report_cmd->add_option("--watch", watch_seconds, "rewrite every N seconds until every run has ended")->check(CLI::PositiveNumber);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -62,6 +69,7 @@ int cli_main(int argc, char** argv) {
   if (*validate_cmd) return validate_command(recipe, overrides, plugin_dirs);
   if (*plugins_cmd) return plugins_command(filter, plugin_dirs);
   if (*inspect_cmd) return inspect_command(path, max_events);
+  if (*report_cmd) return report_command(path, report_output, watch_seconds);
   std::cout << app.help();
   return kExitBadInput;
 }

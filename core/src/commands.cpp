@@ -9,6 +9,12 @@
 
 #include <torch/cuda.h>
 
+#include <boost/dll/runtime_symbol_info.hpp>
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -70,6 +76,24 @@ int plugins_command(const std::string& filter, const std::vector<std::string>& p
     return kExitBadInput;
   }
   return kExitOk;
+}
+
+int report_command(const std::string& path, const std::string& output, int watch_seconds) {
+  // The package lives in <prefix>/share/assay/analysis when installed, else in the source tree.
+  fs::path installed = boost::dll::this_line_location().parent_path().parent_path() / "share" / "assay" / "analysis";
+  const fs::path package = fs::is_directory(installed) ? installed : fs::path(ASSAY_SOURCE_ANALYSIS_DIR);
+  const char* existing = std::getenv("PYTHONPATH");
+  const std::string python_path = package.string() + (existing && *existing ? std::string(":") + existing : "");
+  setenv("PYTHONPATH", python_path.c_str(), 1);
+  std::vector<std::string> args = {"python3", "-m", "assay_analysis", "report", path, "-o", output};
+  if (watch_seconds > 0) args.insert(args.end(), {"--watch", std::to_string(watch_seconds)});
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  execvp("python3", argv.data());
+  std::cerr << "assay report: cannot run python3 (" << std::strerror(errno) << "); the report needs python3 with "
+            << "the packages of requirements.txt (bash tools/setup.sh)\n";
+  return kExitFailed;
 }
 
 int inspect_command(const std::string& path, int max_events) {

@@ -28,6 +28,8 @@ int validate_command(const std::string& recipe, const std::vector<std::string>& 
                      const std::vector<std::string>& plugin_dirs);
 int plugins_command(const std::string& filter, const std::vector<std::string>& plugin_dirs);
 int inspect_command(const std::string& path, int max_events);
+/// Runs the Python analysis package (python3 -m assay_analysis report ...); returns its exit code.
+int report_command(const std::string& path, const std::string& output, int watch_seconds);
 /// "assay 0.1.0 (SDK ABI 1, LibTorch 2.11.0, CUDA available)"
 std::string version_text();
 
