@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
+
 namespace assay {
 
 int cli_main(int argc, char** argv) {
@@ -22,8 +24,13 @@ int cli_main(int argc, char** argv) {
   };
 
   RunRequest run;
+  std::string sweep_recipe;
+  int64_t sweep_index = -1;
   auto* run_cmd = app.add_subcommand("run", "train a recipe, writing one run store");
-  run_cmd->add_option("recipe", run.recipe, "recipe TOML file")->required()->check(CLI::ExistingFile);
+  run_cmd->add_option("recipe", run.recipe, "recipe TOML file");
+  auto* sweep_opt = run_cmd->add_option("--sweep", sweep_recipe, "run one run of this sweep recipe (with --index)")
+                        ->check(CLI::ExistingFile);
+  run_cmd->add_option("--index", sweep_index, "which run of the sweep (0-based)")->needs(sweep_opt);
   run_cmd->add_option("overrides", run.overrides, "key=value overrides, e.g. optimizer.lr=1e-3 run.steps=100");
   run_cmd->add_option("--out", run.out, "run directory (default runs/<name>-<date>-<time>)");
   run_cmd->add_flag("--resume", run.resume, "continue the run in --out from its newest checkpoint");
@@ -47,6 +54,20 @@ int cli_main(int argc, char** argv) {
   inspect_cmd->add_option("path", path, "run directory or run.h5")->required();
   inspect_cmd->add_option("--events", max_events, "how many of the last events to show");
 
+  SweepRequest sweep;
+  auto* sweep_cmd = app.add_subcommand("sweep", "run every run of a recipe's [sweep] (skips finished, resumes interrupted)");
+  sweep_cmd->add_option("recipe", sweep.recipe, "recipe TOML file with a [sweep] table")->required()->check(CLI::ExistingFile);
+  sweep_cmd->add_option("overrides", sweep.overrides, "key=value overrides for every run");
+  sweep_cmd->add_option("--out", sweep.out, "sweep directory (default runs/<name>-sweep)");
+  sweep_cmd->add_option("--jobs,-j", sweep.jobs, "runs at a time (local launcher)")->check(CLI::PositiveNumber);
+  sweep_cmd->add_option("--launcher", sweep.launcher, "local")->check(CLI::IsMember({"local", "slurm"}));
+  sweep_cmd->add_flag("--dry-run", sweep.dry_run, "print the runs (index, id, overrides) and exit");
+  add_plugins(sweep_cmd);
+
+  std::string status_dir;
+  auto* status_cmd = app.add_subcommand("status", "per-run status and progress of a sweep directory");
+  status_cmd->add_option("dir", status_dir, "sweep directory")->required();
+
   std::string report_output = "report.html";
   int watch_seconds = 0;
   auto* report_cmd = app.add_subcommand("report", "one self-contained HTML page with figures and tables (analysis/)");
@@ -65,7 +86,27 @@ int cli_main(int argc, char** argv) {
     return kExitOk;
   }
   run.plugin_dirs = plugin_dirs;
-  if (*run_cmd) return run_command(run);
+  sweep.plugin_dirs = plugin_dirs;
+  if (*run_cmd) {
+    if (!sweep_recipe.empty()) {
+      if (sweep_index < 0) {
+        std::cerr << "run --sweep RECIPE needs --index I\n";
+        return kExitBadInput;
+      }
+      // With --sweep every positional argument is an override.
+      if (!run.recipe.empty()) run.overrides.insert(run.overrides.begin(), run.recipe);
+      run.recipe = sweep_recipe;
+      return sweep_index_command(run, sweep_index);
+    }
+    if (run.recipe.empty() || !std::filesystem::is_regular_file(run.recipe)) {
+      std::cerr << "run: " << (run.recipe.empty() ? "a recipe is required" : "no such recipe file: " + run.recipe)
+                << " (see assay run --help)\n";
+      return kExitBadInput;
+    }
+    return run_command(run);
+  }
+  if (*sweep_cmd) return sweep_command(sweep);
+  if (*status_cmd) return status_command(status_dir);
   if (*validate_cmd) return validate_command(recipe, overrides, plugin_dirs);
   if (*plugins_cmd) return plugins_command(filter, plugin_dirs);
   if (*inspect_cmd) return inspect_command(path, max_events);

@@ -21,7 +21,25 @@ struct RunRequest {
   std::string out;                       ///< run directory; default runs/<name>-<date>-<time>
   bool resume = false;
   std::vector<std::string> plugin_dirs;  ///< --plugins
+  bool in_sweep = false;                 ///< one run of a [sweep] recipe
 };
+
+struct SweepRequest {
+  std::string recipe;
+  std::vector<std::string> overrides;
+  std::string out;                       ///< sweep directory; default runs/<name>-sweep
+  int jobs = 1;
+  std::string launcher = "local";
+  bool dry_run = false;
+  std::vector<std::string> plugin_dirs;
+};
+
+/// `assay sweep`: validates every run, then runs them (skipping finished ones, resuming interrupted ones).
+int sweep_command(const SweepRequest& request);
+/// `assay run --sweep RECIPE --index I`: run I of a sweep, in <sweep dir>/<run id>.
+int sweep_index_command(const RunRequest& request, int64_t index);
+/// `assay status DIR`: per-run status and progress of a sweep.
+int status_command(const std::string& sweep_dir);
 
 int run_command(const RunRequest& request);
 int validate_command(const std::string& recipe, const std::vector<std::string>& overrides,

@@ -86,6 +86,7 @@ struct Recipe {
   ComponentSpec model;
   std::vector<StageSpec> stages;
   bool explicit_stages = false;        ///< written with [[stages]]
+  bool has_sweep = false;              ///< has a [sweep] table (run it with `assay sweep`)
 
   int64_t total_steps() const;
   /// The fully resolved recipe: valid TOML, every default filled in, documented with comments.

@@ -281,6 +281,11 @@ int run_command(const RunRequest& request) {
     return kExitBadInput;
   }
 
+  if (recipe.has_sweep && !request.in_sweep) {
+    std::cerr << request.recipe << " defines a [sweep]: run it with `assay sweep " << request.recipe
+              << "`, or one of its runs with `assay run --sweep " << request.recipe << " --index I`\n";
+    return kExitBadInput;
+  }
   if (request.resume && request.out.empty()) {
     std::cerr << "--resume needs --out RUN_DIR (the run to continue)\n";
     return kExitBadInput;
@@ -353,6 +358,7 @@ int run_command(const RunRequest& request) {
     } else {
       store = RunStore::create(store_path, header);
     }
+    store->attribute("total_steps", std::to_string(recipe.total_steps()));
     log::info("run ", recipe.run.name, " -> ", store_path);
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);

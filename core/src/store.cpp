@@ -417,6 +417,37 @@ auto read_store(const std::string& path, Read&& read) {
   }
 }
 
+StoreSummary summarize_store(const std::string& path) {
+  return read_store(path, [&](H5::H5File& file) {
+    StoreSummary summary;
+    H5::Group root = file.openGroup("/");
+    summary.status = get_string_attribute(root, "status");
+    const std::string total = get_string_attribute(root, "total_steps");
+    summary.total_steps = total.empty() ? 0 : std::stoll(total);
+    if (exists(file, "/metrics/train.loss/step")) {
+      H5::DataSet steps = file.openDataSet("/metrics/train.loss/step");
+      hsize_t rows = rows_of(steps);
+      if (rows) {
+        std::vector<int64_t> all(rows);
+        steps.read(all.data(), H5::PredType::NATIVE_INT64);
+        summary.last_step = all.back();
+      }
+    }
+    if (file.nameExists("/events")) {
+      H5::DataSet events = file.openDataSet("/events");
+      hsize_t rows = rows_of(events);
+      std::vector<EventRow> all(rows);
+      H5::CompType type = event_type();
+      if (rows) events.read(all.data(), type);
+      for (const auto& e : all) {
+        if (std::string(e.kind) == "error" || std::string(e.kind) == "diverged") summary.error = e.message;
+      }
+      if (rows) H5::DataSet::vlenReclaim(all.data(), type, H5::DataSpace(1, &rows));
+    }
+    return summary;
+  });
+}
+
 std::string read_store_attribute(const std::string& path, const std::string& key) {
   return read_store(path, [&](H5::H5File& file) { return get_string_attribute(file.openGroup("/"), key); });
 }

@@ -64,6 +64,15 @@ class RunStore {
 
 /// Human-readable summary of a store: status, recipe name, last metrics, series, events.
 std::string inspect_store(const std::string& path, int max_events);
+/// What `assay status` shows of a run.
+struct StoreSummary {
+  std::string status;
+  int64_t last_step = 0;    ///< of train.loss
+  int64_t total_steps = 0;  ///< root attribute total_steps
+  std::string error;        ///< message of the last "error" or "diverged" event
+};
+StoreSummary summarize_store(const std::string& path);
+
 /// Root attribute of a store ("" if absent).
 std::string read_store_attribute(const std::string& path, const std::string& key);
 
