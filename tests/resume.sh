@@ -12,19 +12,26 @@ $COMPARE "$WORK/a/run.h5" "$WORK/b/run.h5" || fail "two runs with the same recip
 expect_exit 0 "${RUN[@]}" --out "$WORK/seed1" run.seed=1
 ! $COMPARE "$WORK/a/run.h5" "$WORK/seed1/run.h5" > /dev/null || fail "another seed gave identical metrics"
 
-# wait_for DIR: until DIR exists (the child still running), at most 60 s.
+# wait_for RUN_DIR STEP: until RUN_DIR has a checkpoint at STEP or later (older ones get pruned), while
+# the background run $pid is alive, at most 180 s.
 wait_for() {
-  for _ in $(seq 6000); do [ -d "$1" ] && return 0; sleep 0.01; done
-  fail "timed out waiting for $1"
+  for _ in $(seq 18000); do
+    local newest
+    newest=$(ls "$1/checkpoints" 2> /dev/null | grep -v tmp | sed 's/step-//' | sort -n | tail -1)
+    [ -n "$newest" ] && [ "$newest" -ge "$2" ] && return 0
+    kill -0 "$pid" 2> /dev/null || { cat "$WORK"/*.log >&2; fail "the background run ended before step $2"; }
+    sleep 0.01
+  done
+  fail "timed out waiting for a checkpoint at step $2 in $1"
 }
 
 # SIGKILL after the step-600 checkpoint, then resume.
 "${RUN[@]}" --out "$WORK/killed" > "$WORK/killed.log" 2>&1 &
 pid=$!
-wait_for "$WORK/killed/checkpoints/step-300"
+wait_for "$WORK/killed" 300
 expect_exit 2 "${RUN[@]}" --out "$WORK/killed" --resume  # a second writer is refused while the first runs
 expect_output "in use by another assay process"
-wait_for "$WORK/killed/checkpoints/step-600"
+wait_for "$WORK/killed" 600
 kill -9 $pid
 code=0; wait $pid || code=$?
 [ $code -eq 137 ] || fail "the run was not killed mid-way (exit $code); make the recipe longer"
@@ -37,7 +44,7 @@ $COMPARE "$WORK/a/run.h5" "$WORK/killed/run.h5" || fail "killed + resumed run di
 # SIGINT: the run checkpoints where it is, exits 130 with status interrupted; --resume finishes it.
 "${RUN[@]}" --out "$WORK/interrupted" > "$WORK/interrupted.log" 2>&1 &
 pid=$!
-wait_for "$WORK/interrupted/checkpoints/step-300"
+wait_for "$WORK/interrupted" 300
 kill -INT $pid
 code=0; wait $pid || code=$?
 [ $code -eq 130 ] || fail "SIGINT: exit $code, expected 130"

@@ -50,7 +50,7 @@ seeds = 4
 TOML
 setsid "$ASSAY" sweep "$WORK/long.toml" --jobs 2 --out "$WORK/long" > "$WORK/long.log" 2>&1 &
 pid=$!
-for _ in $(seq 3000); do ls "$WORK"/long/*/checkpoints/step-400 > /dev/null 2>&1 && break; sleep 0.01; done
+for _ in $(seq 3000); do ls -d "$WORK"/long/*/checkpoints/step-*[0-9] > /dev/null 2>&1 && break; sleep 0.01; done
 kill -9 -- -$pid; wait $pid 2>/dev/null || true
 expect_exit 0 "$ASSAY" status "$WORK/long"
 grep -q "running" "$WORK/out" || fail "no run was interrupted mid-way: make the runs longer"

@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache git pkg-config libboost-dev libtomlplusplus-dev
               libcli11-dev libspdlog-dev libhdf5-dev libgtest-dev
-              chromium)  # chromium: the report tests render HTML headless
+              chromium slurmctld slurmd slurm-client munge)
+# chromium: the report tests render HTML headless; slurm + munge: the Slurm launcher's tests start a
+# single-node cluster on localhost (tests/slurm_cluster.sh)
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -62,6 +62,11 @@ int cli_main(int argc, char** argv) {
   sweep_cmd->add_option("--jobs,-j", sweep.jobs, "runs at a time (local launcher)")->check(CLI::PositiveNumber);
   sweep_cmd->add_option("--launcher", sweep.launcher, "local")->check(CLI::IsMember({"local", "slurm"}));
   sweep_cmd->add_flag("--dry-run", sweep.dry_run, "print the runs (index, id, overrides) and exit");
+  sweep_cmd->add_option("--slurm-arg", sweep.slurm_args, "extra sbatch option, e.g. --slurm-arg=--time=2:00:00 (repeatable)")
+      ->allow_extra_args(false);
+  sweep_cmd->add_option("--signal-seconds", sweep.signal_seconds,
+                        "slurm: SIGUSR1 this many seconds before the time limit (checkpoint and requeue)");
+  sweep_cmd->add_flag("--wait", sweep.wait, "slurm: wait until the array has finished and print its status");
   add_plugins(sweep_cmd);
 
   std::string status_dir;

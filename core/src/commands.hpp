@@ -32,6 +32,9 @@ struct SweepRequest {
   std::string launcher = "local";
   bool dry_run = false;
   std::vector<std::string> plugin_dirs;
+  std::vector<std::string> slurm_args;   ///< extra #SBATCH options, e.g. --time=01:00:00
+  int signal_seconds = 120;              ///< SIGUSR1 this long before the time limit: checkpoint + requeue
+  bool wait = false;                     ///< slurm: wait for the array to finish, then print its status
 };
 
 /// `assay sweep`: validates every run, then runs them (skipping finished ones, resuming interrupted ones).

@@ -79,6 +79,80 @@ void write_manifest(const fs::path& dir, const SweepRequest& request, const Swee
                                     << manifest << "\n";
 }
 
+/// "a b" -> "'a b'" for a shell script.
+std::string shell_quote(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string capture(const std::string& command, int* code) {
+  std::string output;
+  if (FILE* pipe = popen((command + " 2>&1").c_str(), "r")) {
+    char buffer[4096];
+    size_t n;
+    while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
+    const int status = pclose(pipe);
+    *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  } else {
+    *code = -1;
+  }
+  return output;
+}
+
+/// One `sbatch --array` job whose task I runs `assay run --sweep RECIPE --index I`.
+int submit_slurm(const SweepRequest& request, const SweepPlan& plan, const fs::path& dir) {
+  const fs::path slurm = fs::absolute(dir) / "slurm";
+  fs::create_directories(slurm);
+  const fs::path script = slurm / "array.sh";
+  {
+    std::ofstream out(script);
+    out << "#!/bin/bash\n"
+        << "#SBATCH --job-name=assay-" << plan.name << "\n"
+        << "#SBATCH --array=0-" << plan.runs.size() - 1 << "%" << std::max(1, request.jobs) << "\n"
+        << "#SBATCH --output=" << (slurm / "%A_%a.out").string() << "\n"
+        << "#SBATCH --open-mode=append\n"
+        << "#SBATCH --requeue\n"
+        // To the batch shell, which exec's assay: it checkpoints and requeues itself (runner.cpp).
+        << "#SBATCH --signal=B:USR1@" << request.signal_seconds << "\n";
+    for (const auto& arg : request.slurm_args) out << "#SBATCH " << arg << "\n";
+    out << "# Written by `assay sweep --launcher slurm`: each task runs one run of the sweep; finished runs\n"
+        << "# exit at once, interrupted ones resume from their newest checkpoint.\n"
+        << "exec " << shell_quote(fs::read_symlink("/proc/self/exe").string()) << " run --sweep "
+        << shell_quote(fs::absolute(request.recipe).string()) << " --index \"$SLURM_ARRAY_TASK_ID\" --out "
+        << shell_quote(fs::absolute(dir).string());
+    for (const auto& d : request.plugin_dirs) out << " --plugins " << shell_quote(fs::absolute(d).string());
+    for (const auto& o : request.overrides) out << " " << shell_quote(o);
+    const bool threads_given = std::any_of(request.overrides.begin(), request.overrides.end(),
+                                           [](const std::string& o) { return o.rfind("run.threads=", 0) == 0; });
+    if (!threads_given) out << " run.threads=\"${SLURM_CPUS_PER_TASK:-1}\"";
+    out << "\n";
+  }
+  int code = 0;
+  std::string output = capture("sbatch --parsable " + shell_quote(script.string()), &code);
+  if (code != 0) {
+    std::cerr << "sbatch failed (exit " << code << "): " << output;
+    return kExitFailed;
+  }
+  const std::string job = output.substr(0, output.find_first_of(";\n"));
+  std::ofstream(slurm / "jobs", std::ios::app) << job << "\n";
+  log::info("submitted Slurm array job ", job, " (", plan.runs.size(), " tasks, ", std::max(1, request.jobs),
+            " at a time): ", script.string(), "; follow it with: assay status ", dir.string());
+  if (!request.wait) return kExitOk;
+  // squeue rather than sbatch --wait, which backs off to 32 s polls.
+  for (;;) {
+    std::string queued = capture("squeue -h -r -j " + job + " -o %i", &code);
+    if (code != 0 || queued.find_first_not_of(" \n") == std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  status_command(dir.string());
+  for (const auto& run : plan.runs) {
+    const std::string status = status_of(dir / run.id);
+    if (status != "done" && status != "diverged") return kExitFailed;
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int sweep_index_command(const RunRequest& request, int64_t index) {
@@ -149,11 +223,8 @@ int sweep_command(const SweepRequest& request) {
     }
     return kExitOk;
   }
-  if (request.launcher != "local") {
-    std::cerr << "--launcher " << request.launcher << ": only the local launcher exists so far\n";
-    return kExitBadInput;
-  }
   write_manifest(dir, request, *plan);
+  if (request.launcher == "slurm") return submit_slurm(request, *plan, dir);
 
   // Threads per run so that `jobs` runs share the cores; GPUs round-robin over the slots.
   const int jobs = std::max(1, request.jobs);

@@ -14,7 +14,11 @@ using testing::plugins;
 const std::string kPluginDir = ASSAY_BINARY_DIR "/lib/assay/plugins";
 
 TEST(Registry, FindsTheFirstPartyComponentsOfEachKind) {
-  EXPECT_EQ(plugins().names(Kind::optimizer), (std::vector<std::string>{"adamw", "sgd"}));
+  const auto optimizers = plugins().names(Kind::optimizer);
+  EXPECT_TRUE(std::is_sorted(optimizers.begin(), optimizers.end()));
+  for (const char* name : {"adamw", "sgd"}) {
+    EXPECT_NE(std::find(optimizers.begin(), optimizers.end(), name), optimizers.end()) << name;
+  }
   for (const char* name : {"accuracy", "fourier_features", "margin"}) EXPECT_TRUE(plugins().find(Kind::analyzer, name));
   EXPECT_TRUE(plugins().find(Kind::task, "modular_addition"));
   EXPECT_TRUE(plugins().find(Kind::model, "quadratic_mlp"));
@@ -68,9 +72,10 @@ TEST(Registry, DuplicateComponentNameIsAnError) {
 }
 
 TEST(Registry, SameDirectoryTwiceIsLoadedOnce) {
-  Registry registry;
-  registry.load_directories({kPluginDir, kPluginDir + "/."});
-  EXPECT_EQ(registry.names(Kind::optimizer).size(), 2u);
+  Registry once, twice;
+  once.load_directories({kPluginDir});
+  twice.load_directories({kPluginDir, kPluginDir + "/."});  // would throw "duplicate" if loaded twice
+  EXPECT_EQ(twice.components().size(), once.components().size());
 }
 
 TEST(Registry, ObjectsKeepTheirLibraryLoadedAfterTheRegistryIsGone) {

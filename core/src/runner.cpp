@@ -362,6 +362,7 @@ int run_command(const RunRequest& request) {
     log::info("run ", recipe.run.name, " -> ", store_path);
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
+    std::signal(SIGUSR1, on_signal);  // Slurm's warning before the time limit (sbatch --signal)
 
     if (from.step >= recipe.total_steps()) {
       log::info("the run already finished all ", recipe.total_steps(), " steps");
@@ -379,6 +380,17 @@ int run_command(const RunRequest& request) {
     store->flush();
     std::signal(SIGINT, SIG_DFL);
     std::signal(SIGTERM, SIG_DFL);
+    std::signal(SIGUSR1, SIG_DFL);
+    if (code == kExitInterrupted && g_signal == SIGUSR1 && std::getenv("SLURM_JOB_ID")) {
+      // Checkpointed: put this Slurm task back in the queue; when it runs again it resumes.
+      const char* array = std::getenv("SLURM_ARRAY_JOB_ID");
+      const char* task = std::getenv("SLURM_ARRAY_TASK_ID");
+      const std::string job = array && task ? std::string(array) + "_" + task : std::getenv("SLURM_JOB_ID");
+      log::info("SIGUSR1: checkpointed at the time limit; requeueing Slurm job ", job);
+      store->event(trainer->current_step(), "requeue", "slurm job " + job);
+      store->flush();
+      if (std::system(("scontrol requeue " + job).c_str()) != 0) log::warn("scontrol requeue ", job, " failed");
+    }
     log::info("run ", status, ": ", store_path, " (inspect with: assay inspect ", run_dir, ")");
     return code;
   } catch (const std::exception& e) {
