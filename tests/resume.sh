@@ -17,7 +17,7 @@ expect_exit 0 "${RUN[@]}" --out "$WORK/seed1" run.seed=1
 wait_for() {
   for _ in $(seq 18000); do
     local newest
-    newest=$(ls "$1/checkpoints" 2> /dev/null | grep -v tmp | sed 's/step-//' | sort -n | tail -1)
+    newest=$(ls "$1/checkpoints" 2> /dev/null | grep -v tmp | sed 's/step-//' | sort -n | tail -1 || true)
     [ -n "$newest" ] && [ "$newest" -ge "$2" ] && return 0
     kill -0 "$pid" 2> /dev/null || { cat "$WORK"/*.log >&2; fail "the background run ended before step $2"; }
     sleep 0.01
