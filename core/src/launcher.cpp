@@ -316,7 +316,12 @@ int sweep_command(const SweepRequest& request) {
     }
     char line[64];
     std::snprintf(line, sizeof line, "[%d/%zu] ", finished + failed, plan->runs.size());
-    log::info(line, child.run->id, " ", outcome, " in ", static_cast<int>(seconds + 0.5), " s: ", joined(child.run->overrides));
+    char took[32];
+    std::snprintf(took, sizeof took, "%.1f", seconds);
+    log::info(line, child.run->id, " ", outcome, " in ", took, " s: ", joined(child.run->overrides));
+    // Per-run process times, for efficiency accounting (tools/bench/sweep_efficiency.py).
+    std::ofstream(dir / "launcher.tsv", std::ios::app) << child.run->index << "\t" << child.run->id << "\t" << code
+                                                        << "\t" << seconds << "\n";
   }
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
