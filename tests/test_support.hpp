@@ -5,7 +5,9 @@
 #include "registry.hpp"
 
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -66,5 +68,57 @@ double max_difference_from_python(const std::string& name, const Values& overrid
 /// Saves the optimizer after `before` steps, runs `after` more; a fresh optimizer loaded from the save
 /// must produce bit-identical parameters. Returns true when it does.
 bool continues_identically_after_load(const std::string& name, const Values& overrides, int before, int after);
+
+/// Optimizer `name` with `overrides` on its defaults and per-group overrides, for `model`.
+std::shared_ptr<Optimizer> make_optimizer(const std::string& name, const Values& overrides, Model& model,
+                                          const std::map<std::string, Values>& group_overrides = {});
+
+/// The LR factor the trajectory helpers apply at `step`: 1 / (1 + step / 4).
+double factor_of(int step);
+
+// A "model" that is only parameters of chosen shapes, in named groups (for shapes quadratic_mlp lacks:
+// 1-D, 3-D and 4-D tensors, square matrices).
+using Layout = std::vector<std::pair<std::string, std::vector<int64_t>>>;  // (group, shape) per parameter
+
+class Shapes : public Model {
+ public:
+  explicit Shapes(const Layout& layout) {
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(42);
+    for (size_t i = 0; i < layout.size(); ++i) {
+      const auto& [group, shape] = layout[i];
+      std::string name = "p";
+      name += std::to_string(i);
+      auto p = register_parameter(name, torch::randn(shape, generator) * 0.5);
+      if (groups_.empty() || groups_.back().name != group) groups_.push_back({group, {}});
+      groups_.back().params.push_back(p);
+    }
+  }
+  at::Tensor forward(const at::Tensor&) override { throw std::logic_error("Shapes has no forward"); }
+  std::vector<ParamGroup> param_groups() override { return groups_; }
+
+ private:
+  std::vector<ParamGroup> groups_;
+};
+
+struct Comparison {
+  double difference = 0;  // max |C++ - float64 reference| over the final parameters
+  double movement = 0;    // max |final - initial|: how far the parameters travelled
+};
+
+/// Like max_difference_from_python, on a Shapes model: `steps` steps with seeded random normal gradients
+/// (parameter i gets none at step s when skip > 0 and (s + i) % skip == skip - 1) and the LR factor
+/// factor_of(step), then the same in Python with `python_optimizer` (a float64 reference may define
+/// `max_difference(final)` to compare against its float64 masters).
+Comparison compare_with_python(const std::string& name, const Values& overrides, const std::string& python_optimizer,
+                               const Layout& layout, int steps, int skip = 0,
+                               const std::map<std::string, Values>& group_overrides = {});
+
+/// Runs optimizer `name` on small_model(7, 6) for `steps` steps of seeded random gradients with a
+/// varying LR factor, then replays them with `script` (a float64 reference program, run as
+/// `python3 script trajectory.pt config.json`); returns the largest |difference| of the final parameters.
+/// *movement: largest |final - initial|. `reference_overrides`: options changed for the replay only.
+double max_difference_from_float64(const std::string& name, const Values& overrides, int steps,
+                                   const std::map<std::string, Values>& group_overrides, const std::string& script,
+                                   double* movement = nullptr, const Values& reference_overrides = {});
 
 }  // namespace assay::testing

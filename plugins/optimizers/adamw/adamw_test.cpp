@@ -11,102 +11,6 @@
 namespace assay {
 namespace {
 
-/// JSON spelling of a recipe value (the reference script's options).
-struct JsonOf {
-  std::string operator()(bool b) const { return b ? "true" : "false"; }
-  std::string operator()(int64_t i) const { return std::to_string(i); }
-  std::string operator()(double d) const {
-    char buffer[40];
-    std::snprintf(buffer, sizeof buffer, "%.17g", d);
-    return buffer;
-  }
-  std::string operator()(const std::string& s) const { return "\"" + s + "\""; }
-  template <class T>
-  std::string operator()(const std::vector<T>& list) const {
-    std::string out = "[";
-    for (size_t i = 0; i < list.size(); ++i) out += (i ? ", " : "") + (*this)(list[i]);
-    return out + "]";
-  }
-};
-
-std::string json_of(const Values& values) {
-  std::string out = "{";
-  for (const auto& [key, value] : values) {
-    out += (out.size() > 1 ? ", " : "") + JsonOf{}(key) + ": " + std::visit(JsonOf{}, value);
-  }
-  return out + "}";
-}
-
-/// Runs optimizer `name` for `steps` steps of seeded random gradients (varying LR factor) on
-/// small_model(7, 6), then replays them in numpy float64 with `script` (adamw_reference.py) and returns the
-/// largest absolute difference of the final parameters. *movement: largest |final - initial|.
-/// `reference_overrides`: options changed for the replay only (to check that a difference is noticed).
-double max_difference_from_float64(const std::string& name, const Values& overrides, int steps,
-                                   const std::map<std::string, Values>& group_overrides, const std::string& script,
-                                   double* movement = nullptr, const Values& reference_overrides = {}) {
-  auto model = testing::small_model(7, 6);
-  Context context;
-  context.model = model.get();
-  const Values values = testing::values_of(Kind::optimizer, name, overrides);
-  for (const auto& [group, set] : group_overrides) {
-    Values merged = values;
-    for (const auto& [key, value] : set) merged[key] = value;
-    context.group_values[group] = merged;
-  }
-  auto optimizer = testing::plugins().create<Optimizer>(name, values, context);
-
-  std::vector<at::Tensor> ordered;
-  std::string params = "[";
-  for (auto& group : model->param_groups()) {
-    for (auto& p : group.params) {
-      ordered.push_back(p);
-      params += (params.size() > 1 ? ", " : "") + std::string("{\"group\": \"") + group.name + "\"}";
-    }
-  }
-  params += "]";
-  c10::List<at::Tensor> saved;
-  for (auto& p : ordered) saved.push_back(p.detach().clone());
-  std::vector<double> factors;
-  for (int step = 0; step < steps; ++step) {
-    auto generator = at::make_generator<at::CPUGeneratorImpl>(777 + step);
-    factors.push_back((step % 3 == 1 ? 0.5 : 1.0) / (1.0 + 0.1 * step));
-    for (auto& p : ordered) {
-      auto g = torch::randn(p.sizes(), generator);
-      p.mutable_grad() = g.clone();
-      saved.push_back(g);
-    }
-    optimizer->set_lr_factor(factors.back());
-    optimizer->step();
-  }
-  double moved = 0;
-  for (size_t i = 0; i < ordered.size(); ++i) {
-    moved = std::max(moved, (ordered[i].detach() - saved.get(i)).abs().max().item<double>());
-    saved.push_back(ordered[i].detach().clone());
-  }
-  if (movement) *movement = moved;
-
-  auto dir = testing::temp_dir("float64-" + name);
-  const std::string data = (dir / "trajectory.pt").string();
-  auto bytes = torch::pickle_save(c10::IValue(saved));
-  std::ofstream(data, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  auto replayed = [&](Values v) {
-    for (const auto& [key, value] : reference_overrides) v[key] = value;
-    return json_of(v);
-  };
-  std::string config = "{\"steps\": " + std::to_string(steps) + ", \"factors\": " + JsonOf{}(factors) +
-                       ", \"options\": " + replayed(values) + ", \"params\": " + params + ", \"group_options\": {";
-  for (const auto& [group, merged] : context.group_values) {
-    config += (config.back() == '{' ? "" : ", ") + JsonOf{}(group) + ": " + replayed(merged);
-  }
-  config += "}}";
-  const std::string config_path = testing::write_file(dir / "config.json", config);
-  std::string out;
-  if (testing::shell("python3 " + script + " " + data + " " + config_path, &out) != 0) {
-    throw std::runtime_error("float64 reference failed: " + out);
-  }
-  return std::stod(out);
-}
-
 const std::string kReference = ASSAY_SOURCE_DIR "/plugins/optimizers/adamw/adamw_reference.py";
 
 TEST(AdamW, FollowsPyTorchsAdamW) {
@@ -170,7 +74,7 @@ TEST(AdamW, L2ModeWithAmsgradFollowsPyTorchsAdam) {
 TEST(AdamW, IndependentModeFollowsFloat64Reference) {
   // The paper's Adam: betas (0.9, 0.95), eps 1e-15, p <- p (1 - wd) per step.
   double movement = 0;
-  const double diff = max_difference_from_float64(
+  const double diff = testing::max_difference_from_float64(
       "adamw",
       {{"lr", 0.01}, {"beta2", 0.95}, {"eps", 1e-15}, {"weight_decay", 0.02}, {"weight_decay_mode", "independent"}},
       14, {}, kReference, &movement);
@@ -180,7 +84,7 @@ TEST(AdamW, IndependentModeFollowsFloat64Reference) {
 }
 
 TEST(AdamW, PerGroupModesFollowFloat64Reference) {
-  const double diff = max_difference_from_float64(
+  const double diff = testing::max_difference_from_float64(
       "adamw", {{"lr", 0.01}, {"weight_decay", 0.1}, {"amsgrad", true}}, 12,
       {{"embedding", {{"weight_decay_mode", "independent"}, {"weight_decay", 0.02}}},
        {"head", {{"weight_decay_mode", "l2"}, {"lr", 0.02}}}},
@@ -190,7 +94,7 @@ TEST(AdamW, PerGroupModesFollowFloat64Reference) {
 }
 
 TEST(AdamW, Float64ReferenceAgreesWithTheDecoupledDefault) {  // the reference itself, on torch's AdamW
-  const double diff = max_difference_from_float64(
+  const double diff = testing::max_difference_from_float64(
       "adamw", {{"lr", 0.01}, {"beta1", 0.8}, {"beta2", 0.95}, {"eps", 1e-6}, {"weight_decay", 0.1}}, 12, {},
       kReference);
   EXPECT_LT(diff, 1e-6);
@@ -200,9 +104,9 @@ TEST(AdamW, Float64ReferenceAgreesWithTheDecoupledDefault) {  // the reference i
 TEST(AdamW, ReferenceComparisonNoticesTheDecayMode) {
   const Values options{{"lr", 0.01}, {"weight_decay", 0.05}, {"weight_decay_mode", "independent"}};
   const double as_decoupled =
-      max_difference_from_float64("adamw", options, 12, {}, kReference, nullptr, {{"weight_decay_mode", "decoupled"}});
+      testing::max_difference_from_float64("adamw", options, 12, {}, kReference, nullptr, {{"weight_decay_mode", "decoupled"}});
   const double as_l2 =
-      max_difference_from_float64("adamw", options, 12, {}, kReference, nullptr, {{"weight_decay_mode", "l2"}});
+      testing::max_difference_from_float64("adamw", options, 12, {}, kReference, nullptr, {{"weight_decay_mode", "l2"}});
   EXPECT_GT(as_decoupled, 1e-3);
   EXPECT_GT(as_l2, 1e-3);
   std::cout << "independent replayed as decoupled " << as_decoupled << ", as l2 " << as_l2 << "\n";

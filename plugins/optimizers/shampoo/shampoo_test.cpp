@@ -18,121 +18,6 @@ std::string reference(const std::string& arguments) {
          "__import__('shampoo_reference').Shampoo(" + arguments + ")";
 }
 
-// A "model" that is only parameters of chosen shapes, in named groups (for shapes quadratic_mlp lacks:
-// 1-D, 3-D and 4-D tensors, square matrices).
-using Layout = std::vector<std::pair<std::string, std::vector<int64_t>>>;  // (group, shape) per parameter
-
-class Shapes : public Model {
- public:
-  explicit Shapes(const Layout& layout) {
-    auto generator = at::make_generator<at::CPUGeneratorImpl>(42);
-    for (size_t i = 0; i < layout.size(); ++i) {
-      const auto& [group, shape] = layout[i];
-      std::string name = "p";
-      name += std::to_string(i);
-      auto p = register_parameter(name, torch::randn(shape, generator) * 0.5);
-      if (groups_.empty() || groups_.back().name != group) groups_.push_back({group, {}});
-      groups_.back().params.push_back(p);
-    }
-  }
-  at::Tensor forward(const at::Tensor&) override { throw std::logic_error("Shapes has no forward"); }
-  std::vector<ParamGroup> param_groups() override { return groups_; }
-
- private:
-  std::vector<ParamGroup> groups_;
-};
-
-std::shared_ptr<Optimizer> make(const std::string& name, const Values& overrides, Model& model,
-                                const std::map<std::string, Values>& group_overrides = {}) {
-  Context context;
-  context.model = &model;
-  const Values values = testing::values_of(Kind::optimizer, name, overrides);
-  for (const auto& [group, set] : group_overrides) {
-    Values merged = values;
-    for (const auto& [key, value] : set) merged[key] = value;
-    context.group_values[group] = merged;
-  }
-  return testing::plugins().create<Optimizer>(name, values, context);
-}
-
-double factor_of(int step) { return 1.0 / (1.0 + 0.25 * step); }
-
-// Parameter i has no gradient at step s when skip > 0 and (s + i) % skip == skip - 1.
-bool skipped(int step, size_t index, int skip) { return skip > 0 && (step + static_cast<int>(index)) % skip == skip - 1; }
-
-struct Comparison {
-  double difference = 0;  // max |C++ - float64 reference| over the final parameters
-  double movement = 0;    // max |final - initial|: how far the parameters travelled
-};
-
-// Like testing::max_difference_from_python, on a Shapes model: `steps` steps with seeded random normal
-// gradients (some withheld, see `skipped`) and the LR factor 1 / (1 + step / 4), then the same in Python
-// with `python_optimizer`, in float64 where it keeps float64 masters (`max_difference`).
-Comparison compare(const std::string& name, const Values& overrides, const std::string& python_optimizer,
-                   const Layout& layout, int steps, int skip = 0, const std::map<std::string, Values>& group_overrides = {}) {
-  Shapes model(layout);
-  auto optimizer = make(name, overrides, model, group_overrides);
-  std::vector<at::Tensor> params;
-  std::string sizes;
-  for (auto& group : model.param_groups()) {
-    sizes += std::to_string(group.params.size()) + ",";
-    for (auto& p : group.params) params.push_back(p);
-  }
-  c10::List<at::Tensor> saved;
-  for (auto& p : params) saved.push_back(p.detach().clone());
-  for (int step = 0; step < steps; ++step) {
-    auto generator = at::make_generator<at::CPUGeneratorImpl>(1000 + step);
-    optimizer->set_lr_factor(factor_of(step));
-    for (size_t i = 0; i < params.size(); ++i) {
-      auto grad = torch::randn(params[i].sizes(), generator);
-      saved.push_back(grad);
-      params[i].mutable_grad() = skipped(step, i, skip) ? at::Tensor() : grad.clone();
-    }
-    optimizer->step();
-  }
-  for (auto& p : params) saved.push_back(p.detach().clone());
-  auto dir = testing::temp_dir("trajectory-" + name);
-  const std::string data = (dir / "trajectory.pt").string();
-  auto bytes = torch::pickle_save(c10::IValue(saved));
-  std::ofstream(data, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  const std::string script = testing::write_file(dir / "replay.py", R"(import sys, torch
-data, sizes = torch.load(sys.argv[1], weights_only=False), [int(s) for s in sys.argv[2].split(",") if s]
-steps, skip = int(sys.argv[3]), int(sys.argv[4])
-n = sum(sizes)
-params = [t.clone().requires_grad_(True) for t in data[:n]]
-groups, at = [], 0
-for s in sizes:
-    groups.append({"params": params[at:at + s]})
-    at += s
-optimizer = )" + python_optimizer + R"(
-base = [g["lr"] for g in optimizer.param_groups]
-for step in range(steps):
-    for g, lr in zip(optimizer.param_groups, base):
-        g["lr"] = lr / (1.0 + 0.25 * step)
-    for i, p in enumerate(params):
-        missing = skip > 0 and (step + i) % skip == skip - 1
-        p.grad = None if missing else data[n * (1 + step) + i].clone()
-    optimizer.step()
-final = data[n * (1 + steps):]
-if hasattr(optimizer, "max_difference"):
-    difference = optimizer.max_difference(final)
-else:
-    difference = max(float((p.detach().double() - f.double()).abs().max()) for p, f in zip(params, final))
-print(difference, max(float((f - i).abs().max()) for f, i in zip(final, data[:n])))
-)");
-  std::string out;
-  const std::string command = "python3 " + script + " " + data + " " + sizes + " " + std::to_string(steps) + " " +
-                              std::to_string(skip);
-  if (testing::shell(command, &out) != 0) throw std::runtime_error("python reference failed: " + out);
-  std::istringstream in(out);
-  Comparison result;
-  in >> result.difference >> result.movement;
-  if (!in) throw std::runtime_error("python reference printed: " + out);
-  std::cout << "[ compare  ] max |C++ - reference| = " << result.difference << ", max |movement| = " << result.movement
-            << "\n";
-  return result;
-}
-
 // Common options for the reference comparisons: inverse roots recomputed four times within 13 steps
 // (frequency 3), betas and shampoo_beta all different so that a swapped decay would show.
 const Values kBase = {{"lr", 0.01}, {"beta1", 0.9}, {"beta2", 0.95}, {"shampoo_beta", 0.9}, {"weight_decay", 0.1},
@@ -164,17 +49,17 @@ TEST(Shampoo, FollowsFloat64ReferenceOnQuadraticMlp) {
   EXPECT_LT(diff, kFloat32Tolerance);
 }
 
-const Layout kMixed = {{"a", {6, 6}}, {"a", {5}}, {"a", {3, 4, 5}}, {"b", {7, 8}}, {"b", {2, 3, 4, 5}}};
+const testing::Layout kMixed = {{"a", {6, 6}}, {"a", {5}}, {"a", {3, 4, 5}}, {"b", {7, 8}}, {"b", {2, 3, 4, 5}}};
 
 TEST(Shampoo, FollowsFloat64ReferenceOnMatricesVectorsAndHigherOrderTensors) {
   // Every 5th gradient of each parameter is withheld (skipped parameters keep their state and step count).
-  const auto result = compare("shampoo", kBase, reference("groups, " + kBaseArgs), kMixed, 14, 5);
+  const auto result = testing::compare_with_python("shampoo", kBase, reference("groups, " + kBaseArgs), kMixed, 14, 5);
   EXPECT_GT(result.movement, 0.05);
   EXPECT_LT(result.difference, kFloat32Tolerance);
 }
 
 TEST(Shampoo, Float64PrecisionFollowsReferenceTightly) {
-  const auto result = compare("shampoo", with(kBase, {{"precision", std::string("float64")}}),
+  const auto result = testing::compare_with_python("shampoo", with(kBase, {{"precision", std::string("float64")}}),
                               reference("groups, " + kBaseArgs), kMixed, 14, 5);
   EXPECT_LT(result.difference, kFloat64Tolerance);
 }
@@ -183,8 +68,8 @@ TEST(Shampoo, WithoutGraftingRootFourAndPassThroughDimsFollowsReference) {
   // grafting none: the raw P (and M^ before the first roots; 1-D tensors still take Adam); root 4;
   // max_precond_dim 4: [4, 40] keeps only L, [3, 4, 5] its first two dims, [6, 6] none (Adam).
   // Without grafting the factors' bias correction (c_s) shows in the update's size; matrix_eps 1e-4 too.
-  const Layout layout = {{"a", {4, 40}}, {"a", {3, 4, 5}}, {"a", {6, 6}}, {"a", {5}}};
-  const auto result = compare(
+  const testing::Layout layout = {{"a", {4, 40}}, {"a", {3, 4, 5}}, {"a", {6, 6}}, {"a", {5}}};
+  const auto result = testing::compare_with_python(
       "shampoo",
       with(kBase, {{"grafting", std::string("none")}, {"root", int64_t{4}}, {"max_precond_dim", int64_t{4}},
                    {"matrix_eps", 1e-4}, {"lr", 0.005}}),
@@ -196,30 +81,30 @@ TEST(Shampoo, WithoutGraftingRootFourAndPassThroughDimsFollowsReference) {
 }
 
 TEST(Shampoo, WithoutBiasCorrectionFollowsReference) {
-  const auto result = compare("shampoo", with(kBase, {{"correct_bias", false}, {"root", int64_t{4}}}),
+  const auto result = testing::compare_with_python("shampoo", with(kBase, {{"correct_bias", false}, {"root", int64_t{4}}}),
                               reference("groups, " + kBaseArgs + ", correct_bias=False, root=4"), kMixed, 13);
   EXPECT_LT(result.difference, kFloat32Tolerance);
 }
 
 TEST(Shampoo, DefaultsFollowReference) {
   // Frequency 10: Adam for nine steps, then the first inverse roots; shampoo_beta -1 = beta2.
-  const auto result = compare("shampoo", {}, reference("groups"), kMixed, 13);
+  const auto result = testing::compare_with_python("shampoo", {}, reference("groups"), kMixed, 13);
   EXPECT_LT(result.difference, kFloat32Tolerance);
 }
 
 TEST(Shampoo, UnpreconditionedTensorsAreAdamW) {
   // 1-D tensors and a matrix whose dims both exceed max_precond_dim take the Adam update: PyTorch's AdamW
   // (decay p *= 1 - lr wd, then the bias-corrected Adam step). Both sides float32, rounded differently.
-  const Layout layout = {{"a", {5}}, {"a", {6, 6}}, {"b", {3}}};
-  const auto result = compare("shampoo", with(kBase, {{"max_precond_dim", int64_t{4}}, {"eps", 1e-6}}),
+  const testing::Layout layout = {{"a", {5}}, {"a", {6, 6}}, {"b", {3}}};
+  const auto result = testing::compare_with_python("shampoo", with(kBase, {{"max_precond_dim", int64_t{4}}, {"eps", 1e-6}}),
                               "torch.optim.AdamW(groups, lr=0.01, betas=(0.9, 0.95), eps=1e-6, weight_decay=0.1)",
                               layout, 12, 4);
   EXPECT_LT(result.difference, 1e-6);
 }
 
 TEST(Shampoo, SkipsParametersWithoutGradientAndScalesLr) {
-  Shapes model({{"a", {4, 4}}, {"b", {3}}});
-  auto optimizer = make("shampoo", {{"lr", 0.02}}, model, {{"b", {{"lr", 0.5}}}});
+  testing::Shapes model({{"a", {4, 4}}, {"b", {3}}});
+  auto optimizer = testing::make_optimizer("shampoo", {{"lr", 0.02}}, model, {{"b", {{"lr", 0.5}}}});
   optimizer->set_lr_factor(0.25);
   EXPECT_DOUBLE_EQ(optimizer->lr(), 0.005);  // the first group's lr times the factor
   auto params = model.parameters();
@@ -242,9 +127,9 @@ TEST(Shampoo, SaveLoadContinuesBitIdentically) {
 }
 
 TEST(Shampoo, PrecisionSetsTheStateDtype) {
-  Shapes model({{"a", {4, 5}}});
+  testing::Shapes model({{"a", {4, 5}}});
   for (const std::string precision : {"float32", "float64"}) {
-    auto optimizer = make("shampoo", {{"precision", precision}, {"precondition_frequency", int64_t{1}}}, model);
+    auto optimizer = testing::make_optimizer("shampoo", {{"precision", precision}, {"precondition_frequency", int64_t{1}}}, model);
     auto p = model.parameters()[0];  // a handle (parameters() returns a temporary vector)
     p.mutable_grad() = torch::randn_like(p);
     optimizer->step();
@@ -267,14 +152,14 @@ TEST(Shampoo, PrecisionSetsTheStateDtype) {
 
 TEST(Shampoo, LoadRefusesAnotherLayout) {
   auto model = testing::small_model(7, 6);
-  auto small = make("shampoo", {{"max_precond_dim", int64_t{5}}}, *model);  // u, v: no factors
+  auto small = testing::make_optimizer("shampoo", {{"max_precond_dim", int64_t{5}}}, *model);  // u, v: no factors
   for (auto& p : model->parameters()) p.mutable_grad() = torch::randn_like(p);
   small->step();
   torch::serialize::OutputArchive archive;
   small->save(archive);
   std::ostringstream buffer;
   archive.save_to(buffer);
-  auto full = make("shampoo", {}, *model);
+  auto full = testing::make_optimizer("shampoo", {}, *model);
   torch::serialize::InputArchive input;
   std::istringstream in(buffer.str());
   input.load_from(in);

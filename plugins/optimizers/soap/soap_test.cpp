@@ -18,121 +18,6 @@ std::string reference(const std::string& arguments) {
          "__import__('soap_reference').Soap(" + arguments + ")";
 }
 
-// A "model" that is only parameters of chosen shapes, in named groups (for shapes quadratic_mlp lacks:
-// 1-D, 3-D and 4-D tensors, square matrices).
-using Layout = std::vector<std::pair<std::string, std::vector<int64_t>>>;  // (group, shape) per parameter
-
-class Shapes : public Model {
- public:
-  explicit Shapes(const Layout& layout) {
-    auto generator = at::make_generator<at::CPUGeneratorImpl>(42);
-    for (size_t i = 0; i < layout.size(); ++i) {
-      const auto& [group, shape] = layout[i];
-      std::string name = "p";
-      name += std::to_string(i);
-      auto p = register_parameter(name, torch::randn(shape, generator) * 0.5);
-      if (groups_.empty() || groups_.back().name != group) groups_.push_back({group, {}});
-      groups_.back().params.push_back(p);
-    }
-  }
-  at::Tensor forward(const at::Tensor&) override { throw std::logic_error("Shapes has no forward"); }
-  std::vector<ParamGroup> param_groups() override { return groups_; }
-
- private:
-  std::vector<ParamGroup> groups_;
-};
-
-std::shared_ptr<Optimizer> make(const std::string& name, const Values& overrides, Model& model,
-                                const std::map<std::string, Values>& group_overrides = {}) {
-  Context context;
-  context.model = &model;
-  const Values values = testing::values_of(Kind::optimizer, name, overrides);
-  for (const auto& [group, set] : group_overrides) {
-    Values merged = values;
-    for (const auto& [key, value] : set) merged[key] = value;
-    context.group_values[group] = merged;
-  }
-  return testing::plugins().create<Optimizer>(name, values, context);
-}
-
-double factor_of(int step) { return 1.0 / (1.0 + 0.25 * step); }
-
-// Parameter i has no gradient at step s when skip > 0 and (s + i) % skip == skip - 1.
-bool skipped(int step, size_t index, int skip) { return skip > 0 && (step + static_cast<int>(index)) % skip == skip - 1; }
-
-struct Comparison {
-  double difference = 0;  // max |C++ - float64 reference| over the final parameters
-  double movement = 0;    // max |final - initial|: how far the parameters travelled
-};
-
-// Like testing::max_difference_from_python, on a Shapes model: `steps` steps with seeded random normal
-// gradients (some withheld, see `skipped`) and the LR factor 1 / (1 + step / 4), then the same in Python
-// with `python_optimizer`, in float64 where it keeps float64 masters (`max_difference`).
-Comparison compare(const std::string& name, const Values& overrides, const std::string& python_optimizer,
-                   const Layout& layout, int steps, int skip = 0, const std::map<std::string, Values>& group_overrides = {}) {
-  Shapes model(layout);
-  auto optimizer = make(name, overrides, model, group_overrides);
-  std::vector<at::Tensor> params;
-  std::string sizes;
-  for (auto& group : model.param_groups()) {
-    sizes += std::to_string(group.params.size()) + ",";
-    for (auto& p : group.params) params.push_back(p);
-  }
-  c10::List<at::Tensor> saved;
-  for (auto& p : params) saved.push_back(p.detach().clone());
-  for (int step = 0; step < steps; ++step) {
-    auto generator = at::make_generator<at::CPUGeneratorImpl>(1000 + step);
-    optimizer->set_lr_factor(factor_of(step));
-    for (size_t i = 0; i < params.size(); ++i) {
-      auto grad = torch::randn(params[i].sizes(), generator);
-      saved.push_back(grad);
-      params[i].mutable_grad() = skipped(step, i, skip) ? at::Tensor() : grad.clone();
-    }
-    optimizer->step();
-  }
-  for (auto& p : params) saved.push_back(p.detach().clone());
-  auto dir = testing::temp_dir("trajectory-" + name);
-  const std::string data = (dir / "trajectory.pt").string();
-  auto bytes = torch::pickle_save(c10::IValue(saved));
-  std::ofstream(data, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  const std::string script = testing::write_file(dir / "replay.py", R"(import sys, torch
-data, sizes = torch.load(sys.argv[1], weights_only=False), [int(s) for s in sys.argv[2].split(",") if s]
-steps, skip = int(sys.argv[3]), int(sys.argv[4])
-n = sum(sizes)
-params = [t.clone().requires_grad_(True) for t in data[:n]]
-groups, at = [], 0
-for s in sizes:
-    groups.append({"params": params[at:at + s]})
-    at += s
-optimizer = )" + python_optimizer + R"(
-base = [g["lr"] for g in optimizer.param_groups]
-for step in range(steps):
-    for g, lr in zip(optimizer.param_groups, base):
-        g["lr"] = lr / (1.0 + 0.25 * step)
-    for i, p in enumerate(params):
-        missing = skip > 0 and (step + i) % skip == skip - 1
-        p.grad = None if missing else data[n * (1 + step) + i].clone()
-    optimizer.step()
-final = data[n * (1 + steps):]
-if hasattr(optimizer, "max_difference"):
-    difference = optimizer.max_difference(final)
-else:
-    difference = max(float((p.detach().double() - f.double()).abs().max()) for p, f in zip(params, final))
-print(difference, max(float((f - i).abs().max()) for f, i in zip(final, data[:n])))
-)");
-  std::string out;
-  const std::string command = "python3 " + script + " " + data + " " + sizes + " " + std::to_string(steps) + " " +
-                              std::to_string(skip);
-  if (testing::shell(command, &out) != 0) throw std::runtime_error("python reference failed: " + out);
-  std::istringstream in(out);
-  Comparison result;
-  in >> result.difference >> result.movement;
-  if (!in) throw std::runtime_error("python reference printed: " + out);
-  std::cout << "[ compare  ] max |C++ - reference| = " << result.difference << ", max |movement| = " << result.movement
-            << "\n";
-  return result;
-}
-
 // Common options for the reference comparisons: several refreshes within 13 steps (frequency 3), betas
 // and shampoo_beta all different so that a swapped decay would show.
 const Values kBase = {{"lr", 0.01}, {"beta1", 0.9}, {"beta2", 0.95}, {"shampoo_beta", 0.9}, {"weight_decay", 0.1},
@@ -185,17 +70,17 @@ TEST(Soap, Float64PrecisionFollowsReferenceOnQuadraticMlp) {
   EXPECT_LT(diff, kFloat64Tolerance);
 }
 
-const Layout kMixed = {{"a", {6, 6}}, {"a", {5}}, {"a", {3, 4, 5}}, {"b", {7, 8}}, {"b", {2, 3, 4, 5}}};
+const testing::Layout kMixed = {{"a", {6, 6}}, {"a", {5}}, {"a", {3, 4, 5}}, {"b", {7, 8}}, {"b", {2, 3, 4, 5}}};
 
 TEST(Soap, FollowsFloat64ReferenceOnMatricesVectorsAndHigherOrderTensors) {
   // Every 5th gradient of each parameter is withheld (skipped parameters keep their state and step count).
-  const auto result = compare("soap", kBase, reference("groups, " + kBaseArgs), kMixed, 14, 5);
+  const auto result = testing::compare_with_python("soap", kBase, reference("groups, " + kBaseArgs), kMixed, 14, 5);
   EXPECT_GT(result.movement, 0.05);
   EXPECT_LT(result.difference, kFloat32Tolerance);
 }
 
 TEST(Soap, Float64PrecisionFollowsReferenceTightly) {
-  const auto result = compare("soap", with(kBase, {{"precision", std::string("float64")}}), reference("groups, " + kBaseArgs),
+  const auto result = testing::compare_with_python("soap", with(kBase, {{"precision", std::string("float64")}}), reference("groups, " + kBaseArgs),
                               kMixed, 14, 5);
   EXPECT_LT(result.difference, kFloat64Tolerance);
 }
@@ -203,8 +88,8 @@ TEST(Soap, Float64PrecisionFollowsReferenceTightly) {
 TEST(Soap, DimsAboveMaxPrecondDimPassThrough) {
   // max_precond_dim 4: [4, 40] keeps its 4x4 factor only; [3, 4, 5] its first two; [6, 6] none (Adam with
   // the first step skipped); group b overrides back to the default and preconditions [7, 8] fully.
-  const Layout layout = {{"a", {4, 40}}, {"a", {3, 4, 5}}, {"a", {6, 6}}, {"a", {5}}, {"b", {7, 8}}};
-  const auto result = compare("soap", with(kBase, {{"max_precond_dim", int64_t{4}}}),
+  const testing::Layout layout = {{"a", {4, 40}}, {"a", {3, 4, 5}}, {"a", {6, 6}}, {"a", {5}}, {"b", {7, 8}}};
+  const auto result = testing::compare_with_python("soap", with(kBase, {{"max_precond_dim", int64_t{4}}}),
                               reference("[groups[0], dict(groups[1], max_precond_dim=10000)], " + kBaseArgs + ", max_precond_dim=4"),
                               layout, 13, 0, {{"b", {{"max_precond_dim", int64_t{10000}}}}});
   EXPECT_LT(result.difference, kFloat32Tolerance);
@@ -213,16 +98,16 @@ TEST(Soap, DimsAboveMaxPrecondDimPassThrough) {
 TEST(Soap, MergeDimsFollowsReference) {
   // max 6: [2, 3, 4, 5] -> [6, 4, 5]; [6, 7] -> [6, 7] (7 passes through); [8, 2] -> [8, 2] (8 passes
   // through); [3, 2, 5] -> [6, 5]; [5] stays a vector.
-  const Layout layout = {{"a", {2, 3, 4, 5}}, {"a", {6, 7}}, {"a", {8, 2}}, {"a", {3, 2, 5}}, {"a", {5}}};
-  const auto result = compare("soap", with(kBase, {{"merge_dims", true}, {"max_precond_dim", int64_t{6}}}),
+  const testing::Layout layout = {{"a", {2, 3, 4, 5}}, {"a", {6, 7}}, {"a", {8, 2}}, {"a", {3, 2, 5}}, {"a", {5}}};
+  const auto result = testing::compare_with_python("soap", with(kBase, {{"merge_dims", true}, {"max_precond_dim", int64_t{6}}}),
                               reference("groups, " + kBaseArgs + ", merge_dims=True, max_precond_dim=6"), layout, 13);
   EXPECT_LT(result.difference, kFloat32Tolerance);
 }
 
 TEST(Soap, Precondition1dNormalizeGradsWithoutBiasCorrectionFollowReference) {
   // A 1-D parameter of size 2: its first factor g g^T has a one-dimensional null space (well posed).
-  const Layout layout = {{"a", {2}}, {"a", {6, 6}}, {"a", {3, 4, 5}}};
-  const auto result = compare(
+  const testing::Layout layout = {{"a", {2}}, {"a", {6, 6}}, {"a", {3, 4, 5}}};
+  const auto result = testing::compare_with_python(
       "soap",
       with(kBase, {{"precondition_1d", true}, {"normalize_grads", true}, {"correct_bias", false},
                    {"precondition_frequency", int64_t{2}}}),
@@ -234,13 +119,13 @@ TEST(Soap, Precondition1dNormalizeGradsWithoutBiasCorrectionFollowReference) {
 
 TEST(Soap, DefaultsFollowReference) {
   // The paper's defaults (frequency 10: one refresh in 13 steps; shampoo_beta -1 = beta2).
-  const auto result = compare("soap", {}, reference("groups"), kMixed, 13);
+  const auto result = testing::compare_with_python("soap", {}, reference("groups"), kMixed, 13);
   EXPECT_LT(result.difference, kFloat32Tolerance);
 }
 
 TEST(Soap, FirstCallOnlyBuildsTheBasis) {
-  Shapes model({{"a", {4, 4}}, {"a", {3}}});
-  auto optimizer = make("soap", {{"weight_decay", 0.5}}, model);
+  testing::Shapes model({{"a", {4, 4}}, {"a", {3}}});
+  auto optimizer = testing::make_optimizer("soap", {{"weight_decay", 0.5}}, model);
   auto params = model.parameters();
   std::vector<at::Tensor> before;
   for (auto& p : params) before.push_back(p.detach().clone());
@@ -266,8 +151,8 @@ at::Tensor saved(Optimizer& optimizer, const std::string& name) {
 }
 
 TEST(Soap, FirstBasisIsOrderedByDescendingEigenvalue) {
-  Shapes model({{"a", {5, 6}}});  // L full rank, R with one zero eigenvalue (last)
-  auto optimizer = make("soap", {}, model);
+  testing::Shapes model({{"a", {5, 6}}});  // L full rank, R with one zero eigenvalue (last)
+  auto optimizer = testing::make_optimizer("soap", {}, model);
   auto p = model.parameters()[0];  // a handle (parameters() returns a temporary vector)
   p.mutable_grad() = torch::randn_like(p);
   optimizer->step();
@@ -285,8 +170,8 @@ TEST(Soap, FirstBasisIsOrderedByDescendingEigenvalue) {
 }
 
 TEST(Soap, SkipsParametersWithoutGradientAndScalesLr) {
-  Shapes model({{"a", {4, 4}}, {"b", {3}}});
-  auto optimizer = make("soap", {{"lr", 0.02}}, model, {{"b", {{"lr", 0.5}}}});
+  testing::Shapes model({{"a", {4, 4}}, {"b", {3}}});
+  auto optimizer = testing::make_optimizer("soap", {{"lr", 0.02}}, model, {{"b", {{"lr", 0.5}}}});
   optimizer->set_lr_factor(0.25);
   EXPECT_DOUBLE_EQ(optimizer->lr(), 0.005);  // the first group's lr times the factor
   auto params = model.parameters();
@@ -310,14 +195,14 @@ TEST(Soap, SaveLoadContinuesBitIdentically) {
 
 TEST(Soap, LoadRefusesAnotherLayout) {
   auto model = testing::small_model(7, 6);
-  auto merged = make("soap", {{"merge_dims", true}}, *model);  // [6, 7] -> one 42x42 factor
+  auto merged = testing::make_optimizer("soap", {{"merge_dims", true}}, *model);  // [6, 7] -> one 42x42 factor
   for (auto& p : model->parameters()) p.mutable_grad() = torch::randn_like(p);
   merged->step();
   torch::serialize::OutputArchive archive;
   merged->save(archive);
   std::ostringstream buffer;
   archive.save_to(buffer);
-  auto plain = make("soap", {}, *model);
+  auto plain = testing::make_optimizer("soap", {}, *model);
   torch::serialize::InputArchive input;
   std::istringstream in(buffer.str());
   input.load_from(in);
