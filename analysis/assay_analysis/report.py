@@ -10,6 +10,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from . import plots
+from .basins import lr_basins
 from .store import Runs, load
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1100px;color:#222}
@@ -69,6 +70,11 @@ def render(path: str | Path, refresh_seconds: int | None = None) -> str:
         parts.append(f"<h2>Across {html.escape(by)}</h2>")
         for metric in [m for m in ("train.loss", "eval.test.loss", "eval.train.loss") if any(len(r.metric(m)) for r in runs)]:
             parts.append(_figure(plots.final_vs_axis(runs, metric, by), f"final {metric} vs {by}"))
+    if "optimizer.lr" in runs.varying and any(len(r.metric("train.loss")) for r in runs):
+        basins = lr_basins(runs, delta=0.05)
+        parts.append("<h2>LR basins</h2><p>Per optimizer: the best final train.loss over the learning-rate grid "
+                     "(mean over seeds) and the basin width, the grid points within 0.05 of it.</p>"
+                     + basins.to_html(index=False, float_format=lambda x: f"{x:.4g}"))
     if "run.seed" in runs.varying:
         parts.append("<h2>Seed distributions</h2>")
         for metric in [m for m in ("train.loss", "eval.test.accuracy") if any(len(r.metric(m)) for r in runs)]:
