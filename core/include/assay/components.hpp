@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -63,6 +64,28 @@ Options options_for_group(const Context& context, const std::string& group, cons
 
 /// Throws std::invalid_argument when the recipe overrides a group the model does not have.
 void check_group_names(const Context& context, Model& model);
+
+/// A non-empty model parameter group with its Options (the recipe's per-group overrides applied).
+template <class Options>
+struct OptionsGroup {
+  std::string name;
+  Options options;
+  std::vector<at::Tensor> params;
+};
+
+/// What an optimizer is built from: the model's parameter groups (empty ones skipped), each with its
+/// Options. Throws std::invalid_argument when the context has no model or the recipe sets options for
+/// a group the model does not have.
+template <class Options>
+std::vector<OptionsGroup<Options>> groups_with_options(const Context& context, const Options& options) {
+  if (!context.model) throw std::invalid_argument("an optimizer needs a model in its context");
+  check_group_names(context, *context.model);
+  std::vector<OptionsGroup<Options>> out;
+  for (auto& group : context.model->param_groups()) {
+    if (!group.params.empty()) out.push_back({group.name, options_for_group(context, group.name, options), group.params});
+  }
+  return out;
+}
 
 /// A batch of examples. inputs: int64 token ids [B, T]. targets: int64 class ids, either [B] (one label
 /// per example) or [B, T] (per token; -100 = ignored).

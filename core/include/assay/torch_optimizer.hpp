@@ -17,11 +17,9 @@ class TorchOptimizerAdapter : public Optimizer {
  public:
   template <class Options>
   TorchOptimizerAdapter(const Options& options, const Context& context, TorchOptions (*convert)(const Options&)) {
-    check_group_names(context, *context.model);
     std::vector<torch::optim::OptimizerParamGroup> groups;
-    for (auto& group : context.model->param_groups()) {
-      if (group.params.empty()) continue;
-      TorchOptions group_options = convert(options_for_group(context, group.name, options));
+    for (auto& group : groups_with_options(context, options)) {
+      TorchOptions group_options = convert(group.options);
       base_lr_.push_back(group_options.lr());
       groups.emplace_back(group.params, std::make_unique<TorchOptions>(group_options));
     }

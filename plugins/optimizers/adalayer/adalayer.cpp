@@ -77,14 +77,11 @@ class Adalayer : public assay::Optimizer {
   using Options = AdalayerOptions;
 
   Adalayer(const Options& options, const assay::Context& context) : options_(options) {
-    if (!context.model) throw std::invalid_argument("adalayer: needs a model");
-    assay::check_group_names(context, *context.model);
     variant_ = options.variant == "frozen"              ? Variant::frozen
                : options.variant == "sgd_adaptive_last" ? Variant::sgd_adaptive_last
                                                         : Variant::adalayer;
-    for (auto& group : context.model->param_groups()) {
-      if (group.params.empty()) continue;
-      const Options o = assay::options_for_group(context, group.name, options);
+    for (auto& group : assay::groups_with_options(context, options)) {
+      const Options& o = group.options;
       check_group_options(group.name, o);
       groups_.push_back({o, o.lr, o.weight_decay_mode == "independent"});
       const Layout layout = group.name == options.qkv_group          ? Layout::qkv

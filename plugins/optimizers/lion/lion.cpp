@@ -33,12 +33,9 @@ class Lion : public assay::Optimizer {
   using Options = LionOptions;
 
   Lion(const Options& options, const assay::Context& context) {
-    if (!context.model) throw std::invalid_argument("lion: needs a model");
-    assay::check_group_names(context, *context.model);
-    for (auto& group : context.model->param_groups()) {
-      if (group.params.empty()) continue;
+    for (auto& group : assay::groups_with_options(context, options)) {
       Group g;
-      g.options = assay::options_for_group(context, group.name, options);
+      g.options = group.options;
       g.lr = g.options.lr;
       g.params = group.params;
       g.momentum.resize(g.params.size());

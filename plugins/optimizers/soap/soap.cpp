@@ -152,12 +152,9 @@ class Soap : public assay::Optimizer {
   using Options = SoapOptions;
 
   Soap(const Options& options, const assay::Context& context) {
-    if (!context.model) throw std::invalid_argument("soap: needs a model");
-    assay::check_group_names(context, *context.model);
-    for (auto& group : context.model->param_groups()) {
-      if (group.params.empty()) continue;
+    for (auto& group : assay::groups_with_options(context, options)) {
       Group g;
-      g.options = assay::options_for_group(context, group.name, options);
+      g.options = group.options;
       if (g.options.correct_bias && g.options.beta1 >= 1) {
         throw std::invalid_argument("soap: beta1 = 1 with correct_bias = true divides by 1 - beta1^t = 0");
       }
