@@ -54,6 +54,15 @@ for _ in $(seq 3000); do ls -d "$WORK"/long/*/checkpoints/step-*[0-9] > /dev/nul
 kill -9 -- -$pid; wait $pid 2>/dev/null || true
 expect_exit 0 "$ASSAY" status "$WORK/long"
 grep -q "running" "$WORK/out" || fail "no run was interrupted mid-way: make the runs longer"
+# SIGTERM to the launcher alone reaches its runs: they checkpoint, say interrupted, and it exits 130.
+"$ASSAY" sweep "$WORK/long.toml" --jobs 2 --out "$WORK/long" > "$WORK/long.log" 2>&1 &
+pid=$!
+sleep 1
+kill -TERM $pid
+code=0; wait $pid || code=$?
+[ $code -eq 130 ] || { cat "$WORK/long.log" >&2; fail "a sweep sent SIGTERM exited $code, expected 130"; }
+expect_exit 0 "$ASSAY" status "$WORK/long"
+grep -q "interrupted" "$WORK/out" || fail "SIGTERM to the sweep interrupted none of its runs"
 expect_exit 0 "$ASSAY" sweep "$WORK/long.toml" --jobs 2 --out "$WORK/long"
 expect_exit 0 "$ASSAY" status "$WORK/long"
 expect_output "total 4: done 4"

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything assay needs to build and test, skipping what is already there (idempotent):
-# Debian packages (compilers, CMake, Ninja, Boost, TOML++, CLI11, spdlog, HDF5, GoogleTest) and the
+# Debian packages (compilers, CMake, Ninja, Boost, TOML++, CLI11, spdlog, HDF5, GoogleTest, gloo headers) and the
 # pinned Python packages of requirements.txt (the torch wheel provides LibTorch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache git pkg-config libboost-dev libtomlplusplus-dev
-              libcli11-dev libspdlog-dev libhdf5-dev libgtest-dev
+              libcli11-dev libspdlog-dev libhdf5-dev libgtest-dev libgloo-dev
               chromium slurmctld slurmd slurm-client munge)
 # chromium: the report tests render HTML headless; slurm + munge: the Slurm launcher's tests start a
 # single-node cluster on localhost (tests/slurm_cluster.sh)

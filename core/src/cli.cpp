@@ -34,6 +34,10 @@ int cli_main(int argc, char** argv) {
   run_cmd->add_option("overrides", run.overrides, "key=value overrides, e.g. optimizer.lr=1e-3 run.steps=100");
   run_cmd->add_option("--out", run.out, "run directory (default runs/<name>-<date>-<time>)");
   run_cmd->add_flag("--resume", run.resume, "continue the run in --out from its newest checkpoint");
+  run_cmd->add_option("--nproc", run.nproc,
+                      "data parallel: start this many processes on this host, each step's batch split over them "
+                      "(Gloo on CPU, NCCL on CUDA; torchrun and srun work too, docs/data-parallel.md)")
+      ->check(CLI::Range(1, 1024));
   add_plugins(run_cmd);
 
   std::string recipe;

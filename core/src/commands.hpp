@@ -23,6 +23,7 @@ struct RunRequest {
   bool resume = false;
   std::vector<std::string> plugin_dirs;  ///< --plugins
   bool in_sweep = false;                 ///< one run of a [sweep] recipe
+  int nproc = 1;                         ///< data-parallel processes to start on this host (--nproc)
 };
 
 struct SweepRequest {
@@ -46,6 +47,9 @@ int sweep_index_command(const RunRequest& request, int64_t index);
 int status_command(const std::string& sweep_dir);
 
 int run_command(const RunRequest& request);
+/// `assay run --nproc N` (request.out set): starts N ranks of the run with torchrun's environment, waits
+/// for them, stops them all when one fails; returns rank 0's exit code (or the failing rank's).
+int run_local_ranks(const RunRequest& request, int nproc);
 int validate_command(const std::string& recipe, const std::vector<std::string>& overrides,
                      const std::vector<std::string>& plugin_dirs);
 int plugins_command(const std::string& filter, const std::vector<std::string>& plugin_dirs);

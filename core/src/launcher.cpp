@@ -2,6 +2,7 @@
 #include "commands.hpp"
 #include "recipe.hpp"
 #include "registry.hpp"
+#include "stop_signals.hpp"
 #include "store.hpp"
 #include "sweep.hpp"
 
@@ -256,8 +257,7 @@ int sweep_command(const SweepRequest& request) {
   };
   std::map<pid_t, Child> running;
   std::vector<bool> slot_busy(static_cast<size_t>(jobs), false);
-  std::signal(SIGINT, on_sweep_signal);
-  std::signal(SIGTERM, on_sweep_signal);
+  catch_stop_signals(on_sweep_signal);
   size_t next = 0;
   while (next < pending.size() || !running.empty()) {
     while (!g_sweep_signal && next < pending.size() && static_cast<int>(running.size()) < jobs) {

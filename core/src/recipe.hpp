@@ -23,6 +23,8 @@ struct RunOptions {
   int64_t log_every = 1;
   int64_t threads = 0;
   double flush_seconds = 30;
+  double dp_bucket_mb = 25;
+  double dp_timeout = 600;
 
   void fields(Fields& f) {
     f("name", name, "run name; the default output directory is runs/<name>-<date>-<time>");
@@ -34,6 +36,9 @@ struct RunOptions {
     f("log_every", log_every, "record training metrics every N steps").min(1);
     f("threads", threads, "CPU threads for LibTorch; 0 = one per core").min(0);
     f("flush_seconds", flush_seconds, "longest time between run-store flushes").min(0.1);
+    f("dp_bucket_mb", dp_bucket_mb, "data parallel: gradients are summed over ranks in buckets of about this many MiB")
+        .min(0.0001);
+    f("dp_timeout", dp_timeout, "data parallel: seconds a rank waits for the others before the run fails").min(1);
   }
 };
 

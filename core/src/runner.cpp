@@ -1,6 +1,7 @@
 // `assay run`: builds a recipe's components and trains, stage by stage, writing the run store.
 #include "checkpoint.hpp"
 #include "commands.hpp"
+#include "data_parallel.hpp"
 #include "env.hpp"
 #include "log_sinks.hpp"
 #include "progress.hpp"
@@ -44,10 +45,16 @@ struct StageComponents {
   std::vector<std::shared_ptr<Analyzer>> analyzers;
 };
 
-c10::Device pick_device(const std::string& wanted) {
+/// `local_rank`: a data-parallel rank's index on its host, which picks its GPU.
+c10::Device pick_device(const std::string& wanted, int local_rank) {
   if (wanted == "cuda" || (wanted == "auto" && torch::cuda::is_available())) {
     if (!torch::cuda::is_available()) throw std::runtime_error("run.device = \"cuda\" but no CUDA device is available");
-    return c10::Device(c10::kCUDA, 0);
+    const int count = static_cast<int>(torch::cuda::device_count());
+    if (local_rank >= count) {
+      throw std::runtime_error("local rank " + std::to_string(local_rank) + " needs a GPU of its own, and " +
+                               std::to_string(count) + " are visible");
+    }
+    return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
   }
   return c10::Device(c10::kCPU);
 }
@@ -68,8 +75,11 @@ std::string default_run_dir(const std::string& name) {
 
 class Trainer {
  public:
-  Trainer(const Recipe& recipe, const Registry& registry, RunStore& store, std::string run_dir, c10::Device device)
-      : recipe_(recipe), registry_(registry), store_(store), run_dir_(std::move(run_dir)), device_(device) {}
+  /// `dp`: the data-parallel group, or null for a single process.
+  Trainer(const Recipe& recipe, const Registry& registry, RunStore& store, std::string run_dir, c10::Device device,
+          DataParallel* dp)
+      : recipe_(recipe), registry_(registry), store_(store), run_dir_(std::move(run_dir)), device_(device), dp_(dp),
+        lead_(!dp || dp->info().rank == 0) {}
 
   /// Trains from `from` (global steps done, stage index) to the end. Returns an exit code.
   int train(Progress from) {
@@ -104,8 +114,8 @@ class Trainer {
         if (int code = train_step(spec, stage, step, step - stage_start - 1); code != kExitOk) return code;
         const bool last = step == stage_end;
         if (last || (recipe_.run.eval_every > 0 && step % recipe_.run.eval_every == 0)) evaluate(stage, step);
-        const bool interrupted = g_signal != 0;
-        if (last || interrupted || (recipe_.run.checkpoint_every > 0 && step % recipe_.run.checkpoint_every == 0)) {
+        const bool interrupted = dp_ ? interrupted_ : g_signal != 0;  // data parallel: any rank's signal stops all
+        if (lead_ && (last || interrupted || (recipe_.run.checkpoint_every > 0 && step % recipe_.run.checkpoint_every == 0))) {
           const int64_t next_stage = last ? static_cast<int64_t>(i) + 1 : static_cast<int64_t>(i);
           // The store first: a crash between the two then leaves rows past the newest checkpoint (dropped
           // on resume), never a checkpoint past the store's rows (those steps' rows would be lost).
@@ -118,14 +128,16 @@ class Trainer {
           store_.flush();
           last_flush_ = store_.wall();
         }
-        progress.update(step, last_loss_, spec.name);
+        if (lead_) progress.update(step, last_loss_, spec.name);
         if (interrupted) {
           progress.finish();
           store_.event(step, "interrupted", std::string("signal ") + std::to_string(g_signal.load()));
           return kExitInterrupted;
         }
       }
-      for (auto& analyzer : stage.analyzers) analyzer->on_end(stage_end);
+      if (lead_) {
+        for (auto& analyzer : stage.analyzers) analyzer->on_end(stage_end);
+      }
       stage_start = stage_end;
     }
     progress.finish();
@@ -156,6 +168,13 @@ class Trainer {
     torch::manual_seed(recipe_.run.seed);
     model_ = registry_.create<Model>(recipe_.model.use, recipe_.model.values, c);
     model_->to(device_);
+    if (dp_) {
+      // Seeded alike, so equal already; rank 0's copy makes it so whatever a model's constructor does.
+      std::vector<at::Tensor> state = model_->parameters();
+      for (const auto& b : model_->buffers()) state.push_back(b);
+      torch::NoGradGuard no_grad;
+      dp_->broadcast(state);
+    }
     int64_t count = 0;
     for (const auto& p : model_->parameters()) count += p.numel();
     log::info("model ", recipe_.model.use, ": ", count, " parameters on ", device_.str());
@@ -217,18 +236,44 @@ class Trainer {
     s.precision->on_step(step);
     s.optimizer->set_lr_factor(spec.options.lr_factor(stage_step));
     for (auto& p : params_) p.mutable_grad().reset();
-    const int micro_count = static_cast<int>(spec.options.grad_accum);
-    double loss = 0;
+    // Data parallel: the step's batch is cut into world_size x grad_accum micro-batches and each rank takes
+    // grad_accum consecutive ones, so that the summed gradient is the one process's with the same batch.
+    const int local_count = static_cast<int>(spec.options.grad_accum);
+    const int world = dp_ ? dp_->info().world_size : 1;
+    const int first_micro = dp_ ? dp_->info().rank * local_count : 0;
+    const int micro_count = local_count * world;
+    double loss = 0, metric_weight = 0;
     std::vector<std::pair<std::string, double>> metrics;
-    for (int micro = 0; micro < micro_count; ++micro) {
+    for (int micro = first_micro; micro < first_micro + local_count; ++micro) {
       StepOutput out = s.algorithm->loss(step, micro, micro_count);
       const double weight = out.weight > 0 ? out.weight : 1.0 / micro_count;
       (micro_count == 1 ? out.loss : out.loss * weight).backward();
       loss += out.loss.item<double>() * weight;
+      metric_weight += weight;
       for (auto& [name, value] : out.metrics) {
         auto it = std::find_if(metrics.begin(), metrics.end(), [&](auto& m) { return m.first == name; });
         if (it == metrics.end()) metrics.emplace_back(name, value * weight);
         else it->second += value * weight;
+      }
+    }
+    if (dp_) {
+      // The metrics' names hashed to 20 bits: every rank has the same names iff (sum h)^2 = world * sum h^2.
+      std::string names;
+      for (const auto& m : metrics) names += m.first + "\n";
+      const double h = static_cast<double>(std::hash<std::string>{}(names) & 0xFFFFF);
+      std::vector<double> shared{loss, g_signal != 0 ? 1.0 : 0.0, h, h * h};
+      dp_->reduce_step(shared, params_);
+      loss = shared[0];  // every rank sees the whole batch's loss, so they agree on divergence
+      interrupted_ = shared[1] > 0;
+      if (shared[2] * shared[2] == world * shared[3]) {
+        std::vector<double> values;
+        for (const auto& m : metrics) values.push_back(m.second);
+        if (!values.empty()) dp_->reduce_step(values, {});  // the whole batch's weighted means
+        for (size_t k = 0; k < values.size(); ++k) metrics[k].second = values[k];
+      } else {
+        // Ranks name different metrics this step (say, one had an empty micro-batch): record rank 0's
+        // share, its micro-batches' weighted mean.
+        for (auto& m : metrics) m.second *= metric_weight > 0 ? 1.0 / metric_weight : 0.0;
       }
     }
     last_loss_ = loss;
@@ -256,6 +301,7 @@ class Trainer {
   }
 
   void evaluate(StageComponents& s, int64_t step) {
+    if (!lead_) return;  // data parallel: rank 0 evaluates and writes the store
     torch::NoGradGuard no_grad;
     model_->eval();
     s.algorithm->evaluate(step);
@@ -271,6 +317,9 @@ class Trainer {
   RunStore& store_;
   std::string run_dir_;
   c10::Device device_;
+  DataParallel* dp_;
+  bool lead_;                // rank 0 (or the only process): evaluates, checkpoints, writes the store
+  bool interrupted_ = false; // data parallel: some rank got a signal this step
   TaskShape task_shape_;
   std::shared_ptr<Model> model_;
   std::vector<at::Tensor> params_;
@@ -282,6 +331,45 @@ class Trainer {
   int64_t current_step_ = 0;
   std::shared_ptr<Task> first_task_;  // built with the model, reused by the first stage
 };
+
+void set_threads(const Recipe& recipe) {
+  int threads = static_cast<int>(recipe.run.threads);
+  if (threads == 0) {
+    // `assay run --nproc N` shares the cores among its ranks through this variable.
+    const char* shared = std::getenv("ASSAY_DEFAULT_THREADS");
+    threads = shared ? std::max(1, std::atoi(shared)) : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+  at::set_num_threads(threads);
+}
+
+void catch_signals(bool on) {
+  for (int signal : {SIGINT, SIGTERM, SIGUSR1}) std::signal(signal, on ? on_signal : SIG_DFL);
+}
+
+/// A data-parallel rank other than 0: trains its share of every step and writes nothing (rank 0 writes the
+/// store and the checkpoints, and evaluates).
+int run_other_rank(const Recipe& recipe, const Registry& registry, const RunRequest& request,
+                   const std::string& run_dir, c10::Device device, const RankInfo& rank) {
+  log::set_level(log::Level::warn);
+  set_threads(recipe);
+  try {
+    Progress from;
+    const std::optional<std::string> checkpoint = request.resume ? latest_checkpoint(run_dir) : std::nullopt;
+    if (checkpoint) from = checkpoint_progress(*checkpoint);
+    if (from.step >= recipe.total_steps()) return kExitOk;
+    auto store = RunStore::discarding();
+    DataParallel dp(rank, device, recipe.run.dp_bucket_mb, recipe.run.dp_timeout);
+    Trainer trainer(recipe, registry, *store, run_dir, device, &dp);
+    if (checkpoint) trainer.resume_from(*checkpoint);
+    catch_signals(true);
+    const int code = trainer.train(from);
+    catch_signals(false);
+    return code;
+  } catch (const std::exception& e) {
+    log::error("rank ", rank.rank, ": ", e.what());
+    return kExitFailed;
+  }
+}
 
 }  // namespace
 
@@ -311,9 +399,25 @@ int run_command(const RunRequest& request) {
     std::cerr << "--resume needs --out RUN_DIR (the run to continue)\n";
     return kExitBadInput;
   }
+  RankInfo rank;
+  try {
+    rank = rank_from_environment();
+  } catch (const std::exception& e) {
+    std::cerr << "data parallel: " << e.what() << "; nothing ran\n";
+    return kExitBadInput;
+  }
+  if (request.nproc > 1 && request.in_sweep) {
+    std::cerr << "--nproc: a sweep's runs are one process each\n";
+    return kExitBadInput;
+  }
+  const bool lead = rank.rank == 0;  // the rank that writes the store, checkpoints and evaluates
+  if (rank.distributed() && request.out.empty()) {
+    std::cerr << "a data-parallel run needs --out RUN_DIR (every rank must name the same directory)\n";
+    return kExitBadInput;
+  }
   const std::string run_dir = request.out.empty() ? default_run_dir(recipe.run.name) : request.out;
   const std::string store_path = (fs::path(run_dir) / "run.h5").string();
-  if (!request.resume && fs::exists(store_path)) {
+  if (lead && !request.resume && fs::exists(store_path)) {
     std::cerr << run_dir << " already holds a run; continue it with --resume, or choose another --out\n";
     return kExitBadInput;
   }
@@ -321,13 +425,19 @@ int run_command(const RunRequest& request) {
     std::cerr << "--resume: " << store_path << " does not exist\n";
     return kExitBadInput;
   }
+  if (request.nproc > 1) {
+    RunRequest ranks = request;
+    ranks.out = run_dir;
+    return run_local_ranks(ranks, request.nproc);
+  }
   c10::Device device(c10::kCPU);
   try {
-    device = pick_device(recipe.run.device);
+    device = pick_device(recipe.run.device, rank.local_rank);
   } catch (const std::exception& e) {
     std::cerr << e.what() << "; nothing ran\n";
     return kExitBadInput;
   }
+  if (!lead) return run_other_rank(recipe, registry, request, run_dir, device, rank);
   fs::create_directories(run_dir);
   // One process per run directory: a second writer would overwrite the first one's flushes.
   const int lock = ::open((fs::path(run_dir) / ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
@@ -344,8 +454,7 @@ int run_command(const RunRequest& request) {
   // see docs/BENCHMARKS.md).
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  at::set_num_threads(recipe.run.threads > 0 ? static_cast<int>(recipe.run.threads)
-                                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  set_threads(recipe);
   std::unique_ptr<RunStore> store;
   std::unique_ptr<Trainer> trainer;
   try {
@@ -355,6 +464,7 @@ int run_command(const RunRequest& request) {
     for (const auto& o : recipe.overrides) header.overrides += (header.overrides.empty() ? "" : " ") + o;
     header.env = environment();
     header.env["device"] = device.str();
+    if (rank.distributed()) header.env["world_size"] = std::to_string(rank.world_size);
     auto note = [&](const ComponentSpec& spec) {
       if (const auto* c = registry.find(spec.kind, spec.use)) {
         header.env["component." + std::string(kind_name(spec.kind)) + "." + spec.use] =
@@ -381,9 +491,7 @@ int run_command(const RunRequest& request) {
     }
     store->attribute("total_steps", std::to_string(recipe.total_steps()));
     log::info("run ", recipe.run.name, " -> ", store_path);
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
-    std::signal(SIGUSR1, on_signal);  // Slurm's warning before the time limit (sbatch --signal)
+    catch_signals(true);  // SIGUSR1: Slurm's warning before the time limit (sbatch --signal)
 
     if (from.step >= recipe.total_steps()) {
       log::info("the run already finished all ", recipe.total_steps(), " steps");
@@ -392,16 +500,21 @@ int run_command(const RunRequest& request) {
       store->flush();
       return kExitOk;
     }
-    trainer = std::make_unique<Trainer>(recipe, registry, *store, run_dir, device);
+    std::unique_ptr<DataParallel> dp;
+    if (rank.distributed()) {
+      dp = std::make_unique<DataParallel>(rank, device, recipe.run.dp_bucket_mb, recipe.run.dp_timeout);
+      log::info("data parallel: ", rank.world_size, " ranks over ", dp->backend(), "; each step's batch is split ",
+                "over them");
+      store->attribute("data_parallel", dp->backend() + " x" + std::to_string(rank.world_size));
+    }
+    trainer = std::make_unique<Trainer>(recipe, registry, *store, run_dir, device, dp.get());
     if (checkpoint) trainer->resume_from(*checkpoint);
     const int code = trainer->train(from);
     const char* status = code == kExitOk ? "done" : code == kExitDiverged ? "diverged" : "interrupted";
     store->attribute("status", status);
     store->attribute("finished", utc_now());
     store->flush();
-    std::signal(SIGINT, SIG_DFL);
-    std::signal(SIGTERM, SIG_DFL);
-    std::signal(SIGUSR1, SIG_DFL);
+    catch_signals(false);
     if (code == kExitInterrupted && g_signal == SIGUSR1 && std::getenv("SLURM_JOB_ID")) {
       // Checkpointed: put this Slurm task back in the queue; when it runs again it resumes.
       const char* array = std::getenv("SLURM_ARRAY_JOB_ID");

@@ -265,6 +265,14 @@ std::unique_ptr<RunStore> RunStore::create(const std::string& path, const StoreH
   return store;
 }
 
+std::unique_ptr<RunStore> RunStore::discarding() { return std::unique_ptr<RunStore>(new RunStore("")); }
+
+std::unique_ptr<RunStore> RunStore::append_to(const std::string& path) {
+  if (!fs::exists(path)) throw std::runtime_error(path + " does not exist");
+  H5::Exception::dontPrint();
+  return std::unique_ptr<RunStore>(new RunStore(path));
+}
+
 std::unique_ptr<RunStore> RunStore::resume(const std::string& path, int64_t last_step, const StoreHeader& header) {
   if (!fs::exists(path)) throw std::runtime_error(path + " does not exist: nothing to resume");
   H5::Exception::dontPrint();
@@ -362,7 +370,7 @@ void RunStore::flush() {
   std::lock_guard lock(mutex_);
   const bool rows = std::any_of(pending_.begin(), pending_.end(), [](auto& s) { return !s.second->steps.empty(); });
   if (!rows && events_.empty() && root_attributes_.empty() && dataset_attributes_.empty()) return;
-  edit_atomically(path_, false, [&](H5::H5File& file) {
+  if (!path_.empty()) edit_atomically(path_, false, [&](H5::H5File& file) {
     for (auto& [path, series] : pending_) {
       const hsize_t rows = series->steps.size();
       if (rows == 0) continue;

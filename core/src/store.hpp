@@ -28,6 +28,11 @@ class RunStore {
   static std::unique_ptr<RunStore> create(const std::string& path, const StoreHeader& header);
   /// Reopens a store to continue a run from `last_step`: drops metrics, series and events after it.
   static std::unique_ptr<RunStore> resume(const std::string& path, int64_t last_step, const StoreHeader& header);
+  /// A store that takes every write and keeps none (flush() drops the buffer): what the ranks other than
+  /// 0 of a data-parallel run write to.
+  static std::unique_ptr<RunStore> discarding();
+  /// Adds to a store whose writer has died (events, attributes; nothing is dropped), e.g. to record why.
+  static std::unique_ptr<RunStore> append_to(const std::string& path);
   ~RunStore();
 
   void metric(std::string_view name, int64_t step, double value);
@@ -45,7 +50,7 @@ class RunStore {
   /// Seconds since the run started (continued across resumes).
   double wall() const;
   void set_wall_offset(double seconds) { wall_offset_ = seconds; }
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return path_; }  ///< empty for a discarding store
 
  private:
   struct Series;
