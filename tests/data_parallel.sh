@@ -70,7 +70,15 @@ code=0; wait $pid || code=$?
 expect_exit 0 "${RUN[@]}" --out "$WORK/stopped" --nproc 2 --resume run.checkpoint_every=300
 $COMPARE "$WORK/long/run.h5" "$WORK/stopped/run.h5" || fail "interrupted + resumed differs from uninterrupted"
 
+# A 2-rank run continued by one process (more steps on resume): the batch is global, so this is the
+# one-process run up to float rounding.
+write_small_recipe 400
+expect_exit 0 "${RUN[@]}" --out "$WORK/switch" --nproc 2 run.steps=200
+expect_exit 0 "${RUN[@]}" --out "$WORK/switch" --resume
+close "$WORK/whole" "$WORK/switch" || fail "a 2-rank run continued in one process drifts from a one-process run"
+
 # A rank that dies: the launcher stops the others and rank 0's store says failed, and why.
+write_small_recipe 3000
 "${RUN[@]}" --out "$WORK/crash" --nproc 2 run.checkpoint_every=300 > "$WORK/crash.log" 2>&1 &
 pid=$!
 for _ in $(seq 3000); do [ -e "$WORK/crash/checkpoints/step-300" ] && break; sleep 0.01; done

@@ -72,4 +72,9 @@ $COMPARE "$WORK/one-stage/run.h5" "$WORK/kept/run.h5" || fail "keep_optimizer: t
 expect_exit 0 "$ASSAY" run "$WORK/staged.toml" stages.1.keep_optimizer=false --out "$WORK/fresh"
 ! $COMPARE "$WORK/one-stage/run.h5" "$WORK/fresh/run.h5" > /dev/null || fail "a fresh optimizer at the boundary changed nothing"
 expect_exit 2 "$ASSAY" run "$WORK/staged.toml" stages.1.optimizer.lr=0.02 --out "$WORK/mismatch"
+
+# A finished run resumed with more steps continues its last stage: the same as running them all at once.
+expect_exit 0 "$ASSAY" run "$WORK/small.toml" run.steps=100 --out "$WORK/extended"
+expect_exit 0 "$ASSAY" run "$WORK/small.toml" run.steps=200 --out "$WORK/extended" --resume
+$COMPARE "$WORK/one-stage/run.h5" "$WORK/extended/run.h5" || fail "a run extended on resume differs from one run"
 echo "resume: ok"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On a GPU machine (no network): configure + build against python3's CUDA LibTorch, run every test, and
 # train the quickstart recipe on the GPU. TOML++ and CLI11 headers come from .deps/ when the system has
-# none (fill it here with: apt-get download libtomlplusplus-dev libcli11-dev; dpkg -x <deb> .deps).
+# none (fill it here with: apt-get download libtomlplusplus-dev libcli11-dev libgloo-dev; dpkg -x <deb> .deps;
+# gloo: data parallel on CPU).
 # Results go to $OUT (when set) or build-gpu/.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -116,7 +116,13 @@ DataParallel::DataParallel(const RankInfo& info, c10::Device device, double buck
   }
 }
 
-DataParallel::~DataParallel() = default;
+DataParallel::~DataParallel() {
+  try {
+    if (group_ && group_->backend) group_->backend->shutdown();  // NCCL: release the communicators cleanly
+  } catch (const std::exception& e) {
+    log::warn("data parallel: shutting the ", group_->name, " group down: ", e.what());
+  }
+}
 
 const std::string& DataParallel::backend() const { return group_->name; }
 

@@ -89,7 +89,9 @@ class Trainer {
     for (size_t i = 0; i < recipe_.stages.size(); ++i) {
       const StageSpec& spec = recipe_.stages[i];
       const int64_t stage_end = stage_start + spec.options.steps;
-      if (static_cast<int64_t>(i) < from.stage) {
+      // Stages before the checkpoint's; the step decides first, so that a run resumed with more steps than
+      // it had (a changed recipe) continues its last stage instead of finding it finished.
+      if (stage_end < from.step || (stage_end == from.step && static_cast<int64_t>(i) < from.stage)) {
         stage_start = stage_end;
         continue;
       }
