@@ -4,9 +4,14 @@
 //   l2          (torch's Adam weight_decay): the Adam step on g + wd p (the decay enters m and v)
 // weight_decay = 0 is Adam in every mode. The modes other than "decoupled" run torch's AdamW with
 // weight_decay 0 around the plugin's own decay; per-group overrides may mix modes.
+// implementation: "loop" = torch::optim::AdamW (a few kernels per parameter tensor); "fused" = ATen's
+// _fused_adamw_ (one multi-tensor kernel per group, what torch.optim.AdamW(fused=True) calls: far fewer
+// launches on a GPU); "auto" = fused on CUDA, loop on CPU.
 #include <assay/assay.hpp>
 #include <assay/torch_optimizer.hpp>
 
+#include <ATen/ops/_foreach_add.h>
+#include <ATen/ops/_fused_adamw.h>
 #include <torch/optim/adamw.h>
 
 namespace {
@@ -19,6 +24,7 @@ struct AdamWOptions {
   double weight_decay = 0.01;
   std::string weight_decay_mode = "decoupled";
   bool amsgrad = false;
+  std::string implementation = "auto";
   void fields(assay::Fields& f) {
     f("lr", lr, "learning rate").min(0);
     f("beta1", beta1, "decay of the first-moment estimate").range(0, 1);
@@ -30,6 +36,10 @@ struct AdamWOptions {
       "LR-independent; l2: weight_decay p added to the gradient (Adam)")
         .choices({"decoupled", "independent", "l2"});
     f("amsgrad", amsgrad, "use the running maximum of the second moment");
+    f("implementation", implementation,
+      "loop: torch::optim::AdamW; fused: one multi-tensor kernel per group (ATen's _fused_adamw_, as "
+      "torch.optim.AdamW(fused=True)); auto: fused on CUDA, loop on CPU")
+        .choices({"auto", "loop", "fused"});
   }
 };
 
@@ -44,7 +54,9 @@ torch::optim::AdamWOptions to_torch(const AdamWOptions& o) {
 class AdamW : public assay::TorchOptimizerAdapter<torch::optim::AdamW, torch::optim::AdamWOptions> {
  public:
   using Options = AdamWOptions;
-  AdamW(const Options& options, const assay::Context& context) : TorchOptimizerAdapter(options, context, &to_torch) {
+  AdamW(const Options& options, const assay::Context& context)
+      : TorchOptimizerAdapter(options, context, &to_torch),
+        fused_(options.implementation == "fused" || (options.implementation == "auto" && context.device.is_cuda())) {
     // Per torch param group (the model's non-empty groups, in the adapter's order): the plugin's own decay.
     for (auto& group : context.model->param_groups()) {
       if (group.params.empty()) continue;
@@ -74,7 +86,8 @@ class AdamW : public assay::TorchOptimizerAdapter<torch::optim::AdamW, torch::op
       }
     }
     try {
-      optimizer_->step();
+      if (fused_) fused_step();
+      else optimizer_->step();
     } catch (...) {
       for (auto& [p, grad] : swapped) p.mutable_grad() = grad;
       throw;
@@ -82,7 +95,92 @@ class AdamW : public assay::TorchOptimizerAdapter<torch::optim::AdamW, torch::op
     for (auto& [p, grad] : swapped) p.mutable_grad() = grad;
   }
 
+  void save(torch::serialize::OutputArchive& archive) const override {
+    optimizer_->save(archive);  // the param groups' options; the fused path's moments follow
+    archive.write("fused", torch::tensor(fused_ ? 1 : 0));
+    for (size_t k = 0; k < fused_state_.size(); ++k) {
+      const auto& st = fused_state_[k];
+      if (!st.step.defined()) continue;
+      const std::string key = "fused." + std::to_string(k) + ".";
+      archive.write(key + "step", st.step, /*is_buffer=*/true);
+      archive.write(key + "exp_avg", st.exp_avg, true);
+      archive.write(key + "exp_avg_sq", st.exp_avg_sq, true);
+      if (st.max_exp_avg_sq.defined()) archive.write(key + "max_exp_avg_sq", st.max_exp_avg_sq, true);
+    }
+  }
+
+  void load(torch::serialize::InputArchive& archive) override {
+    optimizer_->load(archive);
+    at::Tensor fused;
+    const bool saved_fused = archive.try_read("fused", fused) && fused.item<int>() == 1;
+    if (saved_fused != fused_) {
+      throw std::runtime_error(std::string("adamw: the checkpoint's moments were saved by the ") +
+                               (saved_fused ? "fused" : "loop") + " implementation and this run uses the " +
+                               (fused_ ? "fused" : "loop") + " one; set implementation to match");
+    }
+    if (!fused_) return;
+    const auto params = parameters();
+    fused_state_.assign(params.size(), {});
+    for (size_t k = 0; k < params.size(); ++k) {
+      auto& st = fused_state_[k];
+      const std::string key = "fused." + std::to_string(k) + ".";
+      if (!archive.try_read(key + "step", st.step, true)) continue;  // no gradient yet when saved
+      archive.read(key + "exp_avg", st.exp_avg, true);
+      archive.read(key + "exp_avg_sq", st.exp_avg_sq, true);
+      archive.try_read(key + "max_exp_avg_sq", st.max_exp_avg_sq, true);
+      for (auto* t : {&st.step, &st.exp_avg, &st.exp_avg_sq, &st.max_exp_avg_sq}) {
+        if (t->defined()) *t = t->to(params[k].device());
+      }
+    }
+  }
+
  private:
+  /// Every parameter of every group, in group order (the fused state's index).
+  std::vector<at::Tensor> parameters() const {
+    std::vector<at::Tensor> out;
+    for (const auto& g : optimizer_->param_groups()) out.insert(out.end(), g.params().begin(), g.params().end());
+    return out;
+  }
+
+  /// torch.optim.AdamW(fused=True)'s step: per group, the parameters with a gradient, their step counts
+  /// raised by one, then one _fused_adamw_ call (the bias corrections read the counts on the device).
+  void fused_step() {
+    torch::NoGradGuard no_grad;
+    auto& groups = optimizer_->param_groups();
+    if (fused_state_.empty()) fused_state_.resize(parameters().size());
+    size_t k = 0;
+    for (auto& group : groups) {
+      const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
+      std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps;
+      for (auto& p : group.params()) {
+        auto& st = fused_state_[k++];
+        if (!p.grad().defined()) continue;
+        if (!st.step.defined()) {
+          st.step = torch::zeros({}, p.options().dtype(torch::kFloat));
+          st.exp_avg = torch::zeros_like(p, torch::MemoryFormat::Preserve);
+          st.exp_avg_sq = torch::zeros_like(p, torch::MemoryFormat::Preserve);
+          if (o.amsgrad()) st.max_exp_avg_sq = torch::zeros_like(p, torch::MemoryFormat::Preserve);
+        }
+        params.push_back(p);
+        grads.push_back(p.grad());
+        exp_avgs.push_back(st.exp_avg);
+        exp_avg_sqs.push_back(st.exp_avg_sq);
+        if (o.amsgrad()) max_exp_avg_sqs.push_back(st.max_exp_avg_sq);
+        steps.push_back(st.step);
+      }
+      if (params.empty()) continue;
+      at::_foreach_add_(steps, 1);
+      at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, o.lr(), std::get<0>(o.betas()),
+                        std::get<1>(o.betas()), o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false);
+    }
+  }
+
+  struct FusedState {
+    at::Tensor step, exp_avg, exp_avg_sq, max_exp_avg_sq;  // undefined until the parameter's first gradient
+  };
+  bool fused_;
+  std::vector<FusedState> fused_state_;  // per parameter, in parameters() order
+
   struct Decay {
     enum Kind { independent, l2 } kind;
     double weight_decay;  // 0 when torch applies it (decoupled) or there is none

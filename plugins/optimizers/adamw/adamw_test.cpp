@@ -20,6 +20,57 @@ TEST(AdamW, FollowsPyTorchsAdamW) {
   EXPECT_LT(diff, 2e-6);
 }
 
+TEST(AdamW, FusedFollowsPyTorchsFusedAdamW) {
+  const double diff = testing::max_difference_from_python(
+      "adamw", {{"lr", 0.01}, {"beta1", 0.8}, {"beta2", 0.95}, {"eps", 1e-6}, {"weight_decay", 0.1}, {"implementation", "fused"}},
+      "torch.optim.AdamW(groups, lr=0.01, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1, fused=True)", 12);
+  EXPECT_LT(diff, 2e-6);
+}
+
+TEST(AdamW, FusedAmsgradPerGroupFollowsPyTorch) {
+  const double diff = testing::max_difference_from_python(
+      "adamw", {{"lr", 0.01}, {"weight_decay", 0.1}, {"amsgrad", true}, {"implementation", "fused"}},
+      "torch.optim.AdamW([groups[0], dict(groups[1], lr=0.05, weight_decay=0.0)], lr=0.01, weight_decay=0.1, "
+      "amsgrad=True, fused=True)",
+      8, {{"head", {{"lr", 0.05}, {"weight_decay", 0.0}}}});
+  EXPECT_LT(diff, 2e-6);
+}
+
+TEST(AdamW, FusedModesFollowFloat64Reference) {
+  // The plugin's own decay modes (per group) around the fused step.
+  const double diff = testing::max_difference_from_float64(
+      "adamw", {{"lr", 0.01}, {"weight_decay", 0.1}, {"amsgrad", true}, {"implementation", "fused"}}, 12,
+      {{"embedding", {{"weight_decay_mode", "independent"}, {"weight_decay", 0.02}}},
+       {"head", {{"weight_decay_mode", "l2"}, {"lr", 0.02}}}},
+      kReference);
+  EXPECT_LT(diff, 1e-6);
+}
+
+TEST(AdamW, FusedSaveLoadContinuesBitIdentically) {
+  EXPECT_TRUE(testing::continues_identically_after_load("adamw", {{"weight_decay", 0.1}, {"implementation", "fused"}}, 5, 6));
+  EXPECT_TRUE(testing::continues_identically_after_load(
+      "adamw", {{"amsgrad", true}, {"weight_decay_mode", "l2"}, {"weight_decay", 0.1}, {"implementation", "fused"}}, 5, 6));
+}
+
+TEST(AdamW, CheckpointOfTheOtherImplementationIsRefused) {
+  auto model = testing::small_model(5, 4);
+  auto loop = testing::make_optimizer("adamw", {{"implementation", "loop"}}, *model);
+  auto fused = testing::make_optimizer("adamw", {{"implementation", "fused"}}, *model);
+  torch::serialize::OutputArchive out;
+  loop->save(out);
+  std::ostringstream bytes;
+  out.save_to(bytes);
+  std::istringstream in_bytes(bytes.str());
+  torch::serialize::InputArchive in;
+  in.load_from(in_bytes);
+  try {
+    fused->load(in);
+    FAIL() << "a loop checkpoint loaded into the fused implementation";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("set implementation to match"), std::string::npos) << e.what();
+  }
+}
+
 TEST(AdamW, AmsgradFollowsPyTorch) {
   const double diff = testing::max_difference_from_python(
       "adamw", {{"lr", 0.003}, {"amsgrad", true}, {"weight_decay", 0.0}},
