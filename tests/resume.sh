@@ -77,4 +77,14 @@ expect_exit 2 "$ASSAY" run "$WORK/staged.toml" stages.1.optimizer.lr=0.02 --out 
 expect_exit 0 "$ASSAY" run "$WORK/small.toml" run.steps=100 --out "$WORK/extended"
 expect_exit 0 "$ASSAY" run "$WORK/small.toml" run.steps=200 --out "$WORK/extended" --resume
 $COMPARE "$WORK/one-stage/run.h5" "$WORK/extended/run.h5" || fail "a run extended on resume differs from one run"
+
+# Mixed precision (run.autocast): fp16 records its loss scale and resumes exactly; bf16 changes the numbers.
+expect_exit 0 "$ASSAY" run "$WORK/small.toml" run.steps=200 run.autocast=fp16 --out "$WORK/fp16"
+expect_exit 0 "$ASSAY" run "$WORK/small.toml" run.steps=100 run.autocast=fp16 --out "$WORK/fp16-resumed"
+expect_exit 0 "$ASSAY" run "$WORK/small.toml" run.steps=200 run.autocast=fp16 --out "$WORK/fp16-resumed" --resume
+$COMPARE "$WORK/fp16/run.h5" "$WORK/fp16-resumed/run.h5" || fail "an fp16 autocast run resumed differs"
+python3 -c 'import h5py,sys; v=h5py.File(sys.argv[1])["metrics/train.loss_scale/value"][()]; assert len(v) == 200 and (v == 65536).all(), v' \
+  "$WORK/fp16/run.h5" || fail "no loss scale recorded for fp16"
+expect_exit 0 "$ASSAY" run "$WORK/small.toml" run.steps=200 run.autocast=bf16 --out "$WORK/bf16"
+! $COMPARE "$WORK/one-stage/run.h5" "$WORK/bf16/run.h5" > /dev/null || fail "bf16 autocast changed nothing"
 echo "resume: ok"

@@ -58,6 +58,8 @@ void save_checkpoint(const std::string& run_dir, const Progress& progress, Model
   archive.write("progress.stage", torch::tensor(progress.stage, torch::kLong));
   archive.write("progress.step", torch::tensor(progress.step, torch::kLong));
   archive.write("progress.wall", torch::tensor(progress.wall, torch::kDouble));
+  archive.write("progress.loss_scale", torch::tensor(progress.loss_scale, torch::kDouble));
+  archive.write("progress.loss_scale_good_steps", torch::tensor(progress.loss_scale_good_steps, torch::kLong));
 
   fs::path final_dir = fs::path(run_dir) / "checkpoints" / ("step-" + std::to_string(progress.step));
   fs::path temporary = final_dir;
@@ -105,7 +107,13 @@ Progress read_progress(torch::serialize::InputArchive& archive) {
   archive.read("progress.stage", stage);
   archive.read("progress.step", step);
   archive.read("progress.wall", wall);
-  return {stage.item<int64_t>(), step.item<int64_t>(), wall.item<double>()};
+  Progress progress{stage.item<int64_t>(), step.item<int64_t>(), wall.item<double>()};
+  torch::Tensor scale, good;  // absent in checkpoints written before fp16 loss scaling
+  if (archive.try_read("progress.loss_scale", scale) && archive.try_read("progress.loss_scale_good_steps", good)) {
+    progress.loss_scale = scale.item<double>();
+    progress.loss_scale_good_steps = good.item<int64_t>();
+  }
+  return progress;
 }
 }  // namespace
 

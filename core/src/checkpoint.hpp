@@ -12,6 +12,8 @@ struct Progress {
   int64_t stage = 0;  ///< index of the stage the step belongs to
   int64_t step = 0;   ///< global steps completed
   double wall = 0;    ///< seconds of training so far
+  double loss_scale = 0;               ///< fp16 autocast's dynamic loss scale; 0 = none
+  int64_t loss_scale_good_steps = 0;   ///< its steps without overflow since the last change
 };
 
 void save_checkpoint(const std::string& run_dir, const Progress& progress, Model& model, const Optimizer& optimizer,

@@ -51,6 +51,7 @@ struct StageOptions {
   double grad_clip = 0.0;
   int64_t grad_accum = 1;
   bool keep_optimizer = false;
+  std::string autocast = "off";
 
   void fields(Fields& f) {
     f("steps", steps, "optimizer steps in this stage").min(0);
@@ -62,6 +63,10 @@ struct StageOptions {
     f("keep_optimizer", keep_optimizer,
       "continue the previous stage's optimizer (state, step count) when this stage's [optimizer] is the same: an "
       "in-situ change of precision or data; false = a fresh optimizer");
+    f("autocast", autocast,
+      "mixed precision of the training forward, as torch.autocast: bf16, or fp16 with dynamic loss scaling "
+      "(torch.amp.GradScaler's rule); off = the model's own dtype. Composes with [precision]")
+        .choices({"off", "bf16", "fp16"});
   }
   /// Learning-rate factor at step `s` (0-based) of this stage.
   double lr_factor(int64_t s) const;

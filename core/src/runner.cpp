@@ -4,6 +4,7 @@
 #include "data_parallel.hpp"
 #include "env.hpp"
 #include "log_sinks.hpp"
+#include "mixed_precision.hpp"
 #include "progress.hpp"
 #include "recipe.hpp"
 #include "registry.hpp"
@@ -101,8 +102,9 @@ class Trainer {
         const bool at_stage_start = from.step == stage_start;
         // ... unless the stage keeps the previous stage's optimizer, whose state the checkpoint holds.
         const bool optimizer_state = !at_stage_start || (spec.options.keep_optimizer && i > 0);
-        load_checkpoint(*resume_dir_, *model_, optimizer_state ? stage.optimizer.get() : nullptr,
-                        at_stage_start ? nullptr : stage.algorithm.get());
+        const Progress saved = load_checkpoint(*resume_dir_, *model_, optimizer_state ? stage.optimizer.get() : nullptr,
+                                               at_stage_start ? nullptr : stage.algorithm.get());
+        if (saved.loss_scale > 0) scaler_.emplace(LossScaler::State{saved.loss_scale, saved.loss_scale_good_steps});
         resume_dir_.reset();
       }
       const int64_t first = std::max(stage_start, from.step);
@@ -124,7 +126,9 @@ class Trainer {
           store_.event(step, "checkpoint", "checkpoints/step-" + std::to_string(step));
           store_.flush();
           last_flush_ = store_.wall();
-          save_checkpoint(run_dir_, {last ? next_stage : static_cast<int64_t>(i), step, store_.wall()}, *model_,
+          Progress progress{last ? next_stage : static_cast<int64_t>(i), step, store_.wall()};
+          if (scaler_) progress.loss_scale = scaler_->state().scale, progress.loss_scale_good_steps = scaler_->state().good_steps;
+          save_checkpoint(run_dir_, progress, *model_,
                           *stage.optimizer, *stage.algorithm, recipe_.run.keep_checkpoints);
         } else if (store_.wall() - last_flush_ > recipe_.run.flush_seconds) {
           store_.flush();
@@ -246,10 +250,17 @@ class Trainer {
     const int micro_count = local_count * world;
     double loss = 0, metric_weight = 0;
     std::vector<std::pair<std::string, double>> metrics;
+    const c10::ScalarType cast = autocast_dtype(spec.options.autocast);
+    const bool scaled = cast == c10::kHalf;  // fp16's narrow range needs loss scaling; bf16's does not
+    if (scaled && !scaler_) scaler_.emplace();
     for (int micro = first_micro; micro < first_micro + local_count; ++micro) {
-      StepOutput out = s.algorithm->loss(step, micro, micro_count);
+      StepOutput out;
+      {
+        AutocastScope autocast(device_.type(), cast);  // the forward only; backward runs outside, as in PyTorch
+        out = s.algorithm->loss(step, micro, micro_count);
+      }
       const double weight = out.weight > 0 ? out.weight : 1.0 / micro_count;
-      (micro_count == 1 ? out.loss : out.loss * weight).backward();
+      (out.loss * ((micro_count == 1 ? 1.0 : weight) * (scaled ? scaler_->scale() : 1.0))).backward();
       loss += out.loss.item<double>() * weight;
       metric_weight += weight;
       for (auto& [name, value] : out.metrics) {
@@ -286,13 +297,19 @@ class Trainer {
       return kExitDiverged;
     }
     const bool record = step % recipe_.run.log_every == 0;
+    const double loss_scale = scaled ? scaler_->scale() : 0;
+    // fp16: gradients divided by the scale; an overflow skips the step (and lowers the scale).
+    const bool finite = !scaled || scaler_->unscale_and_update(params_);
     double grad_norm = 0;
-    if (spec.options.grad_clip > 0) {
+    if (!finite) {
+      grad_norm = std::numeric_limits<double>::infinity();
+    } else if (spec.options.grad_clip > 0) {
       grad_norm = torch::nn::utils::clip_grad_norm_(params_, spec.options.grad_clip);
     } else if (record) {
       grad_norm = torch::nn::utils::clip_grad_norm_(params_, std::numeric_limits<double>::infinity());
     }
-    s.optimizer->step();
+    if (finite) s.optimizer->step();
+    if (scaled && record) store_.metric("train.loss_scale", step, loss_scale);
     if (record) {
       store_.metric("train.loss", step, loss);
       store_.metric("train.lr", step, s.optimizer->lr());
@@ -322,6 +339,7 @@ class Trainer {
   DataParallel* dp_;
   bool lead_;                // rank 0 (or the only process): evaluates, checkpoints, writes the store
   bool interrupted_ = false; // data parallel: some rank got a signal this step
+  std::optional<LossScaler> scaler_;  // fp16 autocast
   TaskShape task_shape_;
   std::shared_ptr<Model> model_;
   std::vector<at::Tensor> params_;
