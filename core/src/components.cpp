@@ -16,6 +16,13 @@ std::string_view kind_name(Kind kind) {
   return "?";
 }
 
+namespace {
+bool g_cuda_graph_active = false;
+}  // namespace
+
+bool cuda_graph_active() { return g_cuda_graph_active; }
+void set_cuda_graph_active(bool active) { g_cuda_graph_active = active; }
+
 void check_group_names(const Context& context, Model& model) {
   const auto groups = model.param_groups();
   for (const auto& [name, values] : context.group_values) {

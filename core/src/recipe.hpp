@@ -25,6 +25,7 @@ struct RunOptions {
   double flush_seconds = 30;
   double dp_bucket_mb = 25;
   double dp_timeout = 600;
+  bool cuda_graph = false;
 
   void fields(Fields& f) {
     f("name", name, "run name; the default output directory is runs/<name>-<date>-<time>");
@@ -39,6 +40,9 @@ struct RunOptions {
     f("dp_bucket_mb", dp_bucket_mb, "data parallel: gradients are summed over ranks in buckets of about this many MiB")
         .min(0.0001);
     f("dp_timeout", dp_timeout, "data parallel: seconds a rank waits for the others before the run fails").min(1);
+    f("cuda_graph", cuda_graph,
+      "capture the training step as one CUDA graph and replay it (static shapes; components must be capturable: "
+      "otherwise the run trains eagerly and its log says why)");
   }
 };
 

@@ -5,6 +5,7 @@
 #include "env.hpp"
 #include "log_sinks.hpp"
 #include "mixed_precision.hpp"
+#include "step_graph.hpp"
 #include "progress.hpp"
 #include "recipe.hpp"
 #include "registry.hpp"
@@ -235,24 +236,43 @@ class Trainer {
       s.analyzers.push_back(registry_.create<Analyzer>(a.use, a.values, c));
     }
     params_ = model_->parameters();
+    // run.cuda_graph: a stage's components are captured afresh.
+    set_cuda_graph_active(false);
+    graph_.reset();
+    graph_warmups_ = 0;
+    if (recipe_.run.cuda_graph) {
+      if (const std::string obstacle = graph_obstacle(spec, s); !obstacle.empty()) {
+        log::warn("run.cuda_graph: stage ", spec.name, " trains eagerly: ", obstacle);
+      } else {
+        graph_ = std::make_unique<StepGraph>();
+      }
+    }
     return s;
   }
 
-  int train_step(const StageSpec& spec, StageComponents& s, int64_t step, int64_t stage_step) {
-    s.precision->on_step(step);
-    s.optimizer->set_lr_factor(spec.options.lr_factor(stage_step));
-    for (auto& p : params_) p.mutable_grad().reset();
+  /// The step's device work: forward and backward of this rank's micro-batches. Adds the weighted loss and
+  /// metrics of the micro-batches to `sums` (host metrics to `host_metrics`); returns their total weight.
+  struct StepSums {
+    at::Tensor loss;                                     ///< float64, on the device
+    std::vector<std::pair<std::string, at::Tensor>> tensor_metrics;
+    std::vector<std::pair<std::string, double>> host_metrics;
+    double weight = 0;
+  };
+  StepSums forward_backward(const StageSpec& spec, StageComponents& s, int64_t step) {
     // Data parallel: the step's batch is cut into world_size x grad_accum micro-batches and each rank takes
     // grad_accum consecutive ones, so that the summed gradient is the one process's with the same batch.
     const int local_count = static_cast<int>(spec.options.grad_accum);
     const int world = dp_ ? dp_->info().world_size : 1;
     const int first_micro = dp_ ? dp_->info().rank * local_count : 0;
     const int micro_count = local_count * world;
-    double loss = 0, metric_weight = 0;
-    std::vector<std::pair<std::string, double>> metrics;
     const c10::ScalarType cast = autocast_dtype(spec.options.autocast);
-    const bool scaled = cast == c10::kHalf;  // fp16's narrow range needs loss scaling; bf16's does not
-    if (scaled && !scaler_) scaler_.emplace();
+    const double scale = cast == c10::kHalf ? scaler_->scale() : 1.0;
+    StepSums sums;
+    auto add = [](auto& list, const std::string& name, auto value) {
+      auto it = std::find_if(list.begin(), list.end(), [&](auto& m) { return m.first == name; });
+      if (it == list.end()) list.emplace_back(name, value);
+      else it->second = it->second + value;
+    };
     for (int micro = first_micro; micro < first_micro + local_count; ++micro) {
       StepOutput out;
       {
@@ -260,16 +280,111 @@ class Trainer {
         out = s.algorithm->loss(step, micro, micro_count);
       }
       const double weight = out.weight > 0 ? out.weight : 1.0 / micro_count;
-      (out.loss * ((micro_count == 1 ? 1.0 : weight) * (scaled ? scaler_->scale() : 1.0))).backward();
-      loss += out.loss.item<double>() * weight;
-      metric_weight += weight;
-      for (auto& [name, value] : out.metrics) {
-        auto it = std::find_if(metrics.begin(), metrics.end(), [&](auto& m) { return m.first == name; });
-        if (it == metrics.end()) metrics.emplace_back(name, value * weight);
-        else it->second += value * weight;
+      (out.loss * ((micro_count == 1 ? 1.0 : weight) * scale)).backward();
+      auto weighted = out.loss.detach().to(c10::kDouble) * weight;
+      sums.loss = sums.loss.defined() ? sums.loss + weighted : weighted;
+      sums.weight += weight;
+      for (auto& [name, value] : out.metrics) add(sums.host_metrics, name, value * weight);
+      for (auto& [name, value] : out.tensor_metrics) add(sums.tensor_metrics, name, value.detach().to(c10::kDouble) * weight);
+    }
+    return sums;
+  }
+
+  /// Host values of a step's sums (one transfer for the loss and every tensor metric).
+  std::pair<double, std::vector<std::pair<std::string, double>>> read_sums(const StepSums& sums) {
+    std::vector<at::Tensor> values{sums.loss.reshape({1})};
+    for (const auto& m : sums.tensor_metrics) values.push_back(m.second.reshape({1}));
+    auto host = torch::cat(values).cpu();
+    const double* v = host.data_ptr<double>();
+    std::vector<std::pair<std::string, double>> metrics = sums.host_metrics;
+    for (size_t k = 0; k < sums.tensor_metrics.size(); ++k) metrics.emplace_back(sums.tensor_metrics[k].first, v[k + 1]);
+    return {v[0], metrics};
+  }
+
+  /// Total gradient L2 norm (a device tensor), clipped to `clip` when > 0, as torch.nn.utils.clip_grad_norm_
+  /// does but with no host synchronization (for the captured step).
+  at::Tensor clip_on_device(double clip) {
+    std::vector<at::Tensor> norms;
+    for (auto& p : params_) {
+      if (p.grad().defined()) norms.push_back(p.grad().norm(2).to(c10::kFloat));
+    }
+    if (norms.empty()) return torch::zeros({}, torch::TensorOptions().device(device_));
+    auto total = torch::stack(norms).norm(2);
+    if (clip > 0) {
+      auto coefficient = (clip / (total + 1e-6)).clamp_max(1.0);
+      for (auto& p : params_) {
+        if (p.grad().defined()) p.grad().mul_(coefficient.to(p.grad().dtype()));
       }
     }
+    return total;
+  }
+
+  /// Why this stage's step cannot be a CUDA graph ("" when it can).
+  std::string graph_obstacle(const StageSpec& spec, const StageComponents& s) const {
+    if (!device_.is_cuda()) return "the run is not on a CUDA device";
+    if (dp_) return "data parallel runs reduce gradients through the host";
+    if (spec.options.autocast == "fp16") return "fp16 loss scaling reads the gradients on the host";
+    if (!s.algorithm->capturable()) return "algorithm '" + spec.algorithm.use + "' is not capturable";
+    if (!s.optimizer->capturable()) {
+      return "optimizer '" + spec.optimizer.use + "' is not capturable (adamw is, with implementation = fused or auto)";
+    }
+    if (!s.precision->capturable()) return "precision '" + spec.precision.use + "' is not capturable";
+    return "";
+  }
+
+  /// run.cuda_graph: two eager warm-up steps on the capture stream, then the step is captured once and
+  /// replayed. Returns false when the step could not be captured (the caller trains eagerly).
+  bool graphed_step(const StageSpec& spec, StageComponents& s, int64_t step, double& loss,
+                    std::vector<std::pair<std::string, double>>& metrics, at::Tensor& grad_norm) {
+    auto body = [&] {
+      for (auto& p : params_) p.mutable_grad().reset();
+      graph_sums_ = forward_backward(spec, s, step);
+      graph_norm_ = clip_on_device(spec.options.grad_clip);
+      s.optimizer->step();
+    };
+    if (!graph_->captured()) {
+      if (graph_warmups_ < 2) {
+        ++graph_warmups_;
+        graph_->warm_up(body);
+      } else {
+        try {
+          graph_->capture(body);
+          set_cuda_graph_active(true);
+          log::info("run.cuda_graph: step ", step, " captured; replaying it from here");
+        } catch (const std::exception& e) {
+          log::warn("run.cuda_graph: the step could not be captured (", e.what(), "); training eagerly");
+          graph_.reset();
+          for (auto& p : params_) p.mutable_grad().reset();
+          return false;
+        }
+      }
+    }
+    if (graph_->captured()) graph_->replay();
+    std::tie(loss, metrics) = read_sums(graph_sums_);
+    grad_norm = graph_norm_;
+    return true;
+  }
+
+  int train_step(const StageSpec& spec, StageComponents& s, int64_t step, int64_t stage_step) {
+    s.precision->on_step(step);
+    s.optimizer->set_lr_factor(spec.options.lr_factor(stage_step));
+    s.algorithm->prepare(step);
+    const bool scaled = spec.options.autocast == "fp16";  // fp16's narrow range needs loss scaling; bf16's does not
+    if (scaled && !scaler_) scaler_.emplace();
+    const bool record = step % recipe_.run.log_every == 0;
+    double loss = 0;
+    std::vector<std::pair<std::string, double>> metrics;
+    at::Tensor device_norm;  // the graphed step's gradient norm
+    const bool graphed = graph_ && graphed_step(spec, s, step, loss, metrics, device_norm);
+    double metric_weight = 1;
+    if (!graphed) {
+      for (auto& p : params_) p.mutable_grad().reset();
+      const StepSums sums = forward_backward(spec, s, step);
+      std::tie(loss, metrics) = read_sums(sums);
+      metric_weight = sums.weight;
+    }
     if (dp_) {
+      const int world = dp_->info().world_size;
       // The metrics' names hashed to 20 bits: every rank has the same names iff (sum h)^2 = world * sum h^2.
       std::string names;
       for (const auto& m : metrics) names += m.first + "\n";
@@ -296,20 +411,23 @@ class Trainer {
       log::error("step ", step, ": loss is ", loss, "; marking the run diverged");
       return kExitDiverged;
     }
-    const bool record = step % recipe_.run.log_every == 0;
-    const double loss_scale = scaled ? scaler_->scale() : 0;
-    // fp16: gradients divided by the scale; an overflow skips the step (and lowers the scale).
-    const bool finite = !scaled || scaler_->unscale_and_update(params_);
     double grad_norm = 0;
-    if (!finite) {
-      grad_norm = std::numeric_limits<double>::infinity();
-    } else if (spec.options.grad_clip > 0) {
-      grad_norm = torch::nn::utils::clip_grad_norm_(params_, spec.options.grad_clip);
-    } else if (record) {
-      grad_norm = torch::nn::utils::clip_grad_norm_(params_, std::numeric_limits<double>::infinity());
+    if (graphed) {
+      if (record) grad_norm = device_norm.item<double>();
+    } else {
+      const double loss_scale = scaled ? scaler_->scale() : 0;
+      // fp16: gradients divided by the scale; an overflow skips the step (and lowers the scale).
+      const bool finite = !scaled || scaler_->unscale_and_update(params_);
+      if (!finite) {
+        grad_norm = std::numeric_limits<double>::infinity();
+      } else if (spec.options.grad_clip > 0) {
+        grad_norm = torch::nn::utils::clip_grad_norm_(params_, spec.options.grad_clip);
+      } else if (record) {
+        grad_norm = torch::nn::utils::clip_grad_norm_(params_, std::numeric_limits<double>::infinity());
+      }
+      if (finite) s.optimizer->step();
+      if (scaled && record) store_.metric("train.loss_scale", step, loss_scale);
     }
-    if (finite) s.optimizer->step();
-    if (scaled && record) store_.metric("train.loss_scale", step, loss_scale);
     if (record) {
       store_.metric("train.loss", step, loss);
       store_.metric("train.lr", step, s.optimizer->lr());
@@ -340,6 +458,10 @@ class Trainer {
   bool lead_;                // rank 0 (or the only process): evaluates, checkpoints, writes the store
   bool interrupted_ = false; // data parallel: some rank got a signal this step
   std::optional<LossScaler> scaler_;  // fp16 autocast
+  std::unique_ptr<StepGraph> graph_;  // run.cuda_graph, per stage; null = eager
+  int graph_warmups_ = 0;
+  StepSums graph_sums_;               // the captured step's outputs
+  at::Tensor graph_norm_;
   TaskShape task_shape_;
   std::shared_ptr<Model> model_;
   std::vector<at::Tensor> params_;

@@ -208,6 +208,9 @@ class Optimizer : public Component {
   /// State for checkpoints; a save followed by load must continue bit-identically.
   virtual void save(torch::serialize::OutputArchive& archive) const = 0;
   virtual void load(torch::serialize::InputArchive& archive) = 0;
+  /// True when step() can be captured in a CUDA graph (run.cuda_graph): no host synchronization, the
+  /// step count and the learning rate read from device memory that set_lr_factor updates. Default: false.
+  virtual bool capturable() const { return false; }
 };
 
 /// Number formats used by a model's computation.
@@ -218,7 +221,14 @@ class Precision : public Component {
   virtual void apply(Model& model) = 0;
   /// Called before every training step; a scheme that switches format records an event here.
   virtual void on_step(int64_t step) { (void)step; }
+  /// True when the model's forward and backward under this scheme can be captured in a CUDA graph (its
+  /// kernels run on the current stream and never wait on the host). Default: false.
+  virtual bool capturable() const { return false; }
 };
+
+/// True while the host trains a stage through a captured CUDA graph (run.cuda_graph): the tensors a
+/// capturable Algorithm::loss reads must keep their shapes and addresses.
+bool cuda_graph_active();
 
 /// Loss of one step (or micro-batch), and scalars to record beside it.
 struct StepOutput {
@@ -227,6 +237,9 @@ struct StepOutput {
   /// Share of the step's batch this micro-batch holds; the host back-propagates loss * weight.
   /// 0 = 1 / micro_count (equal micro-batches).
   double weight = 0;
+  /// Like `metrics`, as 0-dim tensors the host reads after the step (all in one transfer): no host
+  /// synchronization inside loss(), which CUDA-graph capture requires.
+  std::vector<std::pair<std::string, at::Tensor>> tensor_metrics;
 };
 
 /// A training algorithm: how a step's loss is computed.
@@ -236,6 +249,13 @@ class Algorithm : public Component {
   /// Loss of micro-batch `micro` (of `micro_count`, the recipe's grad_accum) at `step`. The host
   /// back-propagates loss * weight, accumulates, clips and steps the optimizer.
   virtual StepOutput loss(int64_t step, int micro, int micro_count) = 0;
+  /// Called once before each step's loss() calls and outside any CUDA-graph capture: fetch the step's data
+  /// into the tensors loss() reads (in place, when capturable). Default: nothing.
+  virtual void prepare(int64_t step) { (void)step; }
+  /// True when loss() can be captured in a CUDA graph (run.cuda_graph): its device work reads only tensors
+  /// that prepare() refreshes in place, it never synchronizes with the host (no .item(): report values
+  /// through StepOutput::tensor_metrics) and its host-side control flow is the same every step. Default: false.
+  virtual bool capturable() const { return false; }
   /// Evaluation metrics (e.g. "eval.test.loss"), written through the context's recorder.
   virtual void evaluate(int64_t step) { (void)step; }
   /// State for checkpoints (e.g. an RL reference policy), saved with the model. A save followed by load

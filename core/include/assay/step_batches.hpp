@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 namespace assay {
@@ -12,6 +14,27 @@ namespace assay {
 class StepBatches {
  public:
   explicit StepBatches(Task& task) : task_(task) {}
+
+  /// Fetches task.train_batch(step) into this object's buffers, in place once they exist (what a
+  /// capturable Algorithm::prepare calls, so a captured CUDA graph reads each step's data); micro_batch
+  /// then cuts that step's batch without fetching. Throws std::runtime_error when the batch changes shape
+  /// while a CUDA graph is active.
+  void prepare(int64_t step) {
+    Batch fresh = task_.train_batch(step);
+    const bool fits = batch_.inputs.defined() && fresh.inputs.sizes() == batch_.inputs.sizes() &&
+                      fresh.targets.sizes() == batch_.targets.sizes() &&
+                      fresh.inputs.dtype() == batch_.inputs.dtype() && fresh.targets.dtype() == batch_.targets.dtype();
+    if (fits) {
+      batch_.inputs.copy_(fresh.inputs);
+      batch_.targets.copy_(fresh.targets);
+    } else if (cuda_graph_active()) {
+      throw std::runtime_error("step " + std::to_string(step) + ": the task's batch changed shape under a CUDA graph "
+                               "(run.cuda_graph needs batches of one shape)");
+    } else {
+      batch_ = fresh;
+    }
+    step_ = step;
+  }
 
   /// Micro-batch `micro` of `micro_count` of task.train_batch(step) (rows divided as Tensor::tensor_split does)
   /// and its share of the batch's rows (StepOutput::weight); the whole batch and 1 when micro_count <= 1.

@@ -34,10 +34,13 @@ class CrossEntropy : public assay::Algorithm {
     if (options_.norm_penalty > 0) {
       auto penalty = options_.norm_penalty * assay::neuron_norms(model_).pow(static_cast<double>(options_.norm_power)).sum();
       out.loss = ce + penalty;
-      out.metrics = {{"ce", ce.item<double>()}, {"norm_penalty", penalty.item<double>()}};
+      out.tensor_metrics = {{"ce", ce}, {"norm_penalty", penalty}};
     }
     return out;
   }
+
+  void prepare(int64_t step) override { batches_.prepare(step); }
+  bool capturable() const override { return true; }
 
   void evaluate(int64_t step) override {
     for (const auto& split : task_.eval_splits()) {

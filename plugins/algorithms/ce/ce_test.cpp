@@ -40,8 +40,11 @@ TEST(CrossEntropy, LossIsCrossEntropyPlusNormPenaltyInFloat64) {
     penalty += std::pow(sq, 1.5);
   }
   EXPECT_NEAR(out.loss.item<double>(), ce + 0.01 * penalty, 1e-5);
-  ASSERT_EQ(out.metrics.size(), 2u);
-  EXPECT_NEAR(out.metrics[0].second, ce, 1e-5);
+  ASSERT_EQ(out.tensor_metrics.size(), 2u);  // tensors: no host sync inside the step (CUDA graphs)
+  EXPECT_EQ(out.tensor_metrics[0].first, "ce");
+  EXPECT_NEAR(out.tensor_metrics[0].second.item<double>(), ce, 1e-5);
+  EXPECT_EQ(out.tensor_metrics[1].first, "norm_penalty");
+  EXPECT_NEAR(out.tensor_metrics[1].second.item<double>(), 0.01 * penalty, 1e-5);
 }
 
 TEST(CrossEntropy, NormPenaltyOfDegreeFourValueAndGradientInFloat64) {

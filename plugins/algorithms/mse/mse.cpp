@@ -22,6 +22,9 @@ class MeanSquaredError : public assay::Algorithm {
     return {mse(model_.forward(batch.inputs), batch.targets), {}, weight};
   }
 
+  void prepare(int64_t step) override { batches_.prepare(step); }
+  bool capturable() const override { return true; }
+
   void evaluate(int64_t step) override {
     for (const auto& split : task_.eval_splits()) {
       auto batch = task_.eval_batch(split);

@@ -56,7 +56,8 @@ class AdamW : public assay::TorchOptimizerAdapter<torch::optim::AdamW, torch::op
   using Options = AdamWOptions;
   AdamW(const Options& options, const assay::Context& context)
       : TorchOptimizerAdapter(options, context, &to_torch),
-        fused_(options.implementation == "fused" || (options.implementation == "auto" && context.device.is_cuda())) {
+        fused_(options.implementation == "fused" || (options.implementation == "auto" && context.device.is_cuda())),
+        cuda_(context.device.is_cuda()) {
     // Per torch param group (the model's non-empty groups, in the adapter's order): the plugin's own decay.
     for (auto& group : context.model->param_groups()) {
       if (group.params.empty()) continue;
@@ -134,6 +135,18 @@ class AdamW : public assay::TorchOptimizerAdapter<torch::optim::AdamW, torch::op
     }
   }
 
+  // Fused on CUDA: the step count lives on the device and the learning rate too (set_lr_factor writes it
+  // outside the step), so that step() can be captured in a CUDA graph.
+  bool capturable() const override { return fused_ && cuda_; }
+
+  void set_lr_factor(double factor) override {
+    TorchOptimizerAdapter::set_lr_factor(factor);
+    auto& groups = optimizer_->param_groups();
+    for (size_t g = 0; g < lr_tensors_.size(); ++g) {
+      if (lr_tensors_[g].defined()) lr_tensors_[g].fill_(groups[g].options().get_lr());
+    }
+  }
+
  private:
   /// Every parameter of every group, in group order (the fused state's index).
   std::vector<at::Tensor> parameters() const {
@@ -149,7 +162,9 @@ class AdamW : public assay::TorchOptimizerAdapter<torch::optim::AdamW, torch::op
     auto& groups = optimizer_->param_groups();
     if (fused_state_.empty()) fused_state_.resize(parameters().size());
     size_t k = 0;
-    for (auto& group : groups) {
+    if (lr_tensors_.empty()) lr_tensors_.resize(groups.size());
+    for (size_t g = 0; g < groups.size(); ++g) {
+      auto& group = groups[g];
       const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
       std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps;
       for (auto& p : group.params()) {
@@ -170,16 +185,24 @@ class AdamW : public assay::TorchOptimizerAdapter<torch::optim::AdamW, torch::op
       }
       if (params.empty()) continue;
       at::_foreach_add_(steps, 1);
-      at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, o.lr(), std::get<0>(o.betas()),
-                        std::get<1>(o.betas()), o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false);
+      const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
+      if (cuda_) {  // the kernel reads lr as float32 either way: the device copy changes no bit
+        if (!lr_tensors_[g].defined()) lr_tensors_[g] = torch::full({}, o.lr(), params.front().options().dtype(torch::kFloat));
+        at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr_tensors_[g], beta1, beta2,
+                          o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false);
+      } else {
+        at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, o.lr(), beta1, beta2,
+                          o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false);
+      }
     }
   }
 
   struct FusedState {
     at::Tensor step, exp_avg, exp_avg_sq, max_exp_avg_sq;  // undefined until the parameter's first gradient
   };
-  bool fused_;
+  bool fused_, cuda_;
   std::vector<FusedState> fused_state_;  // per parameter, in parameters() order
+  std::vector<at::Tensor> lr_tensors_;   // fused on CUDA: per group, the learning rate on the device
 
   struct Decay {
     enum Kind { independent, l2 } kind;

@@ -12,6 +12,7 @@ class Fp32 : public assay::Precision {
   };
   Fp32(const Options&, const assay::Context&) {}
   void apply(assay::Model& model) override { model.to(torch::kFloat); }
+  bool capturable() const override { return true; }
 };
 
 }  // namespace

@@ -228,6 +228,9 @@ class Mx : public assay::Precision {
     scheme_->step = step;
     scheme_->calls = 0;
   }
+  // Stochastic rounding seeds each quantization from the step on the host: a captured graph would
+  // replay one step's random streams forever.
+  bool capturable() const override { return options_.rounding != "stochastic"; }
 
  private:
   Options options_;
@@ -250,6 +253,7 @@ class Elementwise : public assay::Precision {
   Elementwise(const Options& options, const assay::Context& context) : inner_(as_mx(options), context) {}
   void apply(assay::Model& model) override { inner_.apply(model); }
   void on_step(int64_t step) override { inner_.on_step(step); }
+  bool capturable() const override { return inner_.capturable(); }
 
  private:
   static Mx::Options as_mx(const Options& options) {
