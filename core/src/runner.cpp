@@ -290,14 +290,19 @@ class Trainer {
     return sums;
   }
 
-  /// Host values of a step's sums (one transfer for the loss and every tensor metric).
-  std::pair<double, std::vector<std::pair<std::string, double>>> read_sums(const StepSums& sums) {
+  /// Host values of a step's sums, and of `extra` when defined (one transfer for the loss, every tensor
+  /// metric and the extra value; the step's only synchronization with the device).
+  std::pair<double, std::vector<std::pair<std::string, double>>> read_sums(const StepSums& sums,
+                                                                           const at::Tensor& extra = {},
+                                                                           double* extra_value = nullptr) {
     std::vector<at::Tensor> values{sums.loss.reshape({1})};
     for (const auto& m : sums.tensor_metrics) values.push_back(m.second.reshape({1}));
+    if (extra.defined()) values.push_back(extra.to(c10::kDouble).reshape({1}));
     auto host = torch::cat(values).cpu();
     const double* v = host.data_ptr<double>();
     std::vector<std::pair<std::string, double>> metrics = sums.host_metrics;
     for (size_t k = 0; k < sums.tensor_metrics.size(); ++k) metrics.emplace_back(sums.tensor_metrics[k].first, v[k + 1]);
+    if (extra.defined()) *extra_value = v[values.size() - 1];
     return {v[0], metrics};
   }
 
@@ -335,7 +340,7 @@ class Trainer {
   /// run.cuda_graph: two eager warm-up steps on the capture stream, then the step is captured once and
   /// replayed. Returns false when the step could not be captured (the caller trains eagerly).
   bool graphed_step(const StageSpec& spec, StageComponents& s, int64_t step, double& loss,
-                    std::vector<std::pair<std::string, double>>& metrics, at::Tensor& grad_norm) {
+                    std::vector<std::pair<std::string, double>>& metrics, double& grad_norm) {
     auto body = [&] {
       for (auto& p : params_) p.mutable_grad().reset();
       graph_sums_ = forward_backward(spec, s, step);
@@ -360,8 +365,7 @@ class Trainer {
       }
     }
     if (graph_->captured()) graph_->replay();
-    std::tie(loss, metrics) = read_sums(graph_sums_);
-    grad_norm = graph_norm_;
+    std::tie(loss, metrics) = read_sums(graph_sums_, graph_norm_, &grad_norm);
     return true;
   }
 
@@ -374,8 +378,8 @@ class Trainer {
     const bool record = step % recipe_.run.log_every == 0;
     double loss = 0;
     std::vector<std::pair<std::string, double>> metrics;
-    at::Tensor device_norm;  // the graphed step's gradient norm
-    const bool graphed = graph_ && graphed_step(spec, s, step, loss, metrics, device_norm);
+    double graph_norm = 0;  // the graphed step's gradient norm
+    const bool graphed = graph_ && graphed_step(spec, s, step, loss, metrics, graph_norm);
     double metric_weight = 1;
     if (!graphed) {
       for (auto& p : params_) p.mutable_grad().reset();
@@ -413,7 +417,7 @@ class Trainer {
     }
     double grad_norm = 0;
     if (graphed) {
-      if (record) grad_norm = device_norm.item<double>();
+      grad_norm = graph_norm;
     } else {
       const double loss_scale = scaled ? scaler_->scale() : 0;
       // fp16: gradients divided by the scale; an overflow skips the step (and lowers the scale).
