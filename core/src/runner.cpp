@@ -128,7 +128,10 @@ class Trainer {
           store_.flush();
           last_flush_ = store_.wall();
           Progress progress{last ? next_stage : static_cast<int64_t>(i), step, store_.wall()};
-          if (scaler_) progress.loss_scale = scaler_->state().scale, progress.loss_scale_good_steps = scaler_->state().good_steps;
+          if (scaler_) {
+            progress.loss_scale = scaler_->state().scale;
+            progress.loss_scale_good_steps = scaler_->state().good_steps;
+          }
           save_checkpoint(run_dir_, progress, *model_,
                           *stage.optimizer, *stage.algorithm, recipe_.run.keep_checkpoints);
         } else if (store_.wall() - last_flush_ > recipe_.run.flush_seconds) {
@@ -250,8 +253,8 @@ class Trainer {
     return s;
   }
 
-  /// The step's device work: forward and backward of this rank's micro-batches. Adds the weighted loss and
-  /// metrics of the micro-batches to `sums` (host metrics to `host_metrics`); returns their total weight.
+  /// The step's device work: forward and backward of this rank's micro-batches, with their weighted loss and
+  /// metrics summed (tensors stay on the device; read them with read_sums).
   struct StepSums {
     at::Tensor loss;                                     ///< float64, on the device
     std::vector<std::pair<std::string, at::Tensor>> tensor_metrics;
