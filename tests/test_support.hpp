@@ -1,9 +1,11 @@
 #pragma once
 // Shared helpers for the unit tests (core/src/*_test.cpp and plugins/*/*/*_test.cpp).
 #include <assay/components.hpp>
+#include <assay/multiple_choice.hpp>
 
 #include "registry.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -183,6 +185,66 @@ class FixedPolicy : public Model {
   at::Tensor forward(const at::Tensor& inputs) override { return logits.expand({inputs.size(0), inputs.size(1), 5}); }
   at::Tensor forward_with(const at::Tensor& inputs, const ForwardArgs&) override { return forward(inputs); }
   at::Tensor logits;
+};
+
+// A bigram model over `table` [V, V]: the logits at a position are row `token` of the table, so every answer
+// read from it has a closed form.
+class BigramModel : public Model {
+ public:
+  explicit BigramModel(at::Tensor table) : table(std::move(table)) {}
+  at::Tensor forward(const at::Tensor& inputs) override {
+    return table.index_select(0, inputs.flatten()).view({inputs.size(0), inputs.size(1), -1});
+  }
+  at::Tensor forward_with(const at::Tensor& inputs, const ForwardArgs&) override { return forward(inputs); }
+  at::Tensor table;
+};
+
+// A multiple-choice task over 10 tokens for analyzer tests. Options are the tokens 2, 3, 4; the marker is 7,
+// EoS 8. Split "test" holds `prompts` with `correct` options. A misleading hint appends token 5 and a wrong
+// reasoning the tokens 6 and the marker, both pointing to `misleading`. With `reasoning`, clean and hinted
+// prompts stop before the answer slot, and a reasoning implies option (its last token - 5) when that is 0..2.
+class ChoiceStub : public Task, public MultipleChoice {
+ public:
+  static constexpr int64_t kVocab = 10, kHint = 5, kWrongStep = 6, kMarker = 7, kEos = 8;
+  std::vector<std::vector<int64_t>> prompts = {{0, 1, 9}, {1}};
+  std::vector<int64_t> correct = {0, 2}, misleading = {1, 0};
+  bool reasoning = false;
+  std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> implied_calls;  // (prompt, reasoning) seen
+
+  TaskShape shape() const override { return {kVocab, kVocab, 8}; }
+  Batch train_batch(int64_t) override { throw std::logic_error("choice stub: unused"); }
+  std::vector<std::string> eval_splits() const override { return {"test"}; }
+  Batch eval_batch(std::string_view) override { throw std::logic_error("choice stub: unused"); }
+  ChoiceFormat choice_format() const override { return {{2, 3, 4}, {"a", "b", "c"}, reasoning ? kMarker : -1, {kEos}, reasoning ? 3 : 0}; }
+  ChoiceQuestions choice_questions(std::string_view, Perturbation perturbation) override {
+    if (perturbation == Perturbation::wrong_reasoning && !reasoning) throw std::invalid_argument("choice stub: no reasoning");
+    std::vector<std::vector<int64_t>> rows = prompts;
+    for (auto& r : rows) {
+      if (perturbation == Perturbation::misleading_hint) r.push_back(kHint);
+      if (perturbation == Perturbation::wrong_reasoning) r.insert(r.end(), {kWrongStep, kMarker});
+    }
+    size_t longest = 0;
+    for (const auto& r : rows) longest = std::max(longest, r.size());
+    ChoiceQuestions q;
+    q.prompts = {at::zeros({static_cast<int64_t>(rows.size()), static_cast<int64_t>(longest)}, at::kLong),
+                 at::empty({static_cast<int64_t>(rows.size())}, at::kLong)};
+    for (size_t i = 0; i < rows.size(); ++i) {
+      for (size_t j = 0; j < rows[i].size(); ++j) q.prompts.tokens[static_cast<int64_t>(i)][static_cast<int64_t>(j)] = rows[i][j];
+      q.prompts.lengths[static_cast<int64_t>(i)] = static_cast<int64_t>(rows[i].size());
+      q.names.push_back("q" + std::to_string(i));
+    }
+    q.at_answer_slot = !reasoning || perturbation == Perturbation::wrong_reasoning;
+    q.correct = at::tensor(correct, at::kLong);
+    q.misleading = perturbation == Perturbation::none ? at::full({static_cast<int64_t>(rows.size())}, -1, at::kLong)
+                                                      : at::tensor(misleading, at::kLong);
+    return q;
+  }
+  int64_t implied_option(const std::vector<int64_t>& prompt, const std::vector<int64_t>& reasoning_tokens) override {
+    implied_calls.push_back({prompt, reasoning_tokens});
+    if (reasoning_tokens.empty()) return -1;
+    const int64_t o = reasoning_tokens.back() - 5;
+    return o >= 0 && o < 3 ? o : -1;
+  }
 };
 
 /// Trains `policy` on `task` with RL algorithm `name` (overrides on its defaults) by plain gradient descent

@@ -2,6 +2,7 @@
 /// @file Everything a plugin needs.
 #include <assay/components.hpp>
 #include <assay/log.hpp>
+#include <assay/multiple_choice.hpp>
 #include <assay/options.hpp>
 #include <assay/plugin.hpp>
 #include <assay/recorder.hpp>

@@ -12,6 +12,12 @@
 // The data do not depend on the run's model, so the fit runs once, at the first on_eval or on_end
 // (whichever comes first); later calls do nothing. A run of one step with any small task and model is
 // the carrier (recipes/papers/polite-speech/human_data.toml; a run of 0 steps runs no analyzer).
+//
+// With source = "model" the counts are the run's model's choices instead, read at every on_eval (a fit per
+// checkpoint): on a multiple-choice task (assay/multiple_choice.hpp, e.g. choice_counts) whose questions are
+// named "<goal>/<state>" and whose options are named as the utterances, counts = the model's option
+// distribution at the answer slot times pseudo_count (the number of choices it stands for per scenario).
+// Scenarios the task lacks count 0 (their goal's parameters then follow the prior).
 #include <assay/assay.hpp>
 
 #include <torch/torch.h>
@@ -230,7 +236,15 @@ class RsaPolite : public assay::Analyzer {
     int64_t burn = 2000;
     int64_t samples = 4000;
     bool keep_draws = true;
+    std::string source = "counts";
+    double pseudo_count = 203;
+    std::string split = "test";
     void fields(assay::Fields& f) {
+      f("source", source, "counts: the counts table; model: the run's model's choice distributions at every eval")
+          .choices({"counts", "model"});
+      f("pseudo_count", pseudo_count, "source = model: choices per scenario a model's distribution stands for (the human "
+        "data has 203)").min(1e-9);
+      f("split", split, "source = model: the eval split whose choice questions are the scenarios");
       f("counts", counts,
         "CSV of utterance choices: goal,state,utterance,count (relative to the working directory; the default is "
         "the human data of Yoon et al. 2020 beside the repository)");
@@ -249,13 +263,15 @@ class RsaPolite : public assay::Analyzer {
 
   RsaPolite(const Options& options, const assay::Context& context)
       : options_(options), seed_(context.seed), recorder_(*context.recorder) {
-    // Read both tables now, so that a bad path fails the run before any training.
+    // Read the tables and check the task now, so that a bad path or task fails the run before any training.
     semantics_ = read_semantics(options.semantics, options.semantics_prior == "beta" ? &prior_ : nullptr);
-    counts_ = read_counts(options.counts);
-    for (int g = 0; g < kGoals; ++g) {
-      double total = 0;
-      for (const auto& row : counts_[g]) for (double c : row) total += c;
-      if (total == 0) assay::log::warn("rsa_polite: no counts for goal '", kGoalNames[g], "': its parameters follow the prior");
+    if (options.source == "model") {
+      choices_ = &assay::multiple_choice_task(context, "rsa_polite with source = \"model\"");
+      model_ = context.model;
+      map_choices();
+    } else {
+      counts_ = read_counts(options.counts);
+      warn_missing_goals();
     }
     recorder_.describe("observed", "axes", "[goal, state, utterance]: observed proportions (NaN where a scenario has no counts)");
     recorder_.describe("predictive", "axes", "[goal, state, utterance]: posterior predictive S2(u | s, goal)");
@@ -273,13 +289,60 @@ class RsaPolite : public assay::Analyzer {
     }
   }
 
-  void on_eval(int64_t step) override { fit(step); }
-  void on_end(int64_t step) override { fit(step); }
+  void on_eval(int64_t step) override {
+    if (choices_) read_model();
+    fit(step);
+  }
+  void on_end(int64_t step) override {
+    if (choices_ && fitted_step_ != step) read_model();
+    fit(step);
+  }
 
  private:
+  /// Scenario (goal, state) and utterance of each of the task's questions and options.
+  void map_choices() {
+    const auto format = choices_->choice_format();
+    for (const auto& name : format.option_names) {
+      option_utterance_.push_back(index_of(name, kUtteranceNames, "utterance", "the task's option '" + name + "'"));
+    }
+    const auto questions = choices_->choice_questions(options_.split, assay::Perturbation::none);
+    for (const auto& name : questions.names) {
+      const auto slash = name.find('/');
+      const std::string at = "the task's question '" + name + "' (expected <goal>/<state>)";
+      if (slash == std::string::npos) throw std::invalid_argument("rsa_polite: " + at + " has no '/'");
+      question_scenario_.push_back({index_of(name.substr(0, slash), kGoalNames, "goal", at), state_of(name.substr(slash + 1), at)});
+    }
+  }
+
+  /// counts_ from the model's option distributions: p * pseudo_count per scenario.
+  void read_model() {
+    const auto questions = choices_->choice_questions(options_.split, assay::Perturbation::none);
+    const auto answers = assay::answer_choices(*model_, *choices_, questions);
+    counts_ = {};
+    auto p = answers.probabilities.contiguous();
+    for (size_t q = 0; q < question_scenario_.size(); ++q) {
+      const auto [g, s] = question_scenario_[q];
+      for (size_t o = 0; o < option_utterance_.size(); ++o) {
+        counts_[g][s][option_utterance_[o]] += p[static_cast<int64_t>(q)][static_cast<int64_t>(o)].item<double>() * options_.pseudo_count;
+      }
+    }
+    if (!warned_) warn_missing_goals();
+    warned_ = true;
+    done_ = false;  // a new fit for every checkpoint
+  }
+
+  void warn_missing_goals() {
+    for (int g = 0; g < kGoals; ++g) {
+      double total = 0;
+      for (const auto& row : counts_[g]) for (double c : row) total += c;
+      if (total == 0) assay::log::warn("rsa_polite: no counts for goal '", kGoalNames[g], "': its parameters follow the prior");
+    }
+  }
+
   void fit(int64_t step) {
     if (done_) return;
     done_ = true;
+    fitted_step_ = step;
     std::vector<ChainResult> chains(static_cast<size_t>(options_.chains));
     std::vector<std::exception_ptr> errors(chains.size());
     std::vector<std::thread> threads;
@@ -428,6 +491,13 @@ class RsaPolite : public assay::Analyzer {
   SemanticsPrior prior_{};
   Counts counts_{};
   bool done_ = false;
+  int64_t fitted_step_ = -1;
+  // source = model:
+  assay::MultipleChoice* choices_ = nullptr;
+  assay::Model* model_ = nullptr;
+  std::vector<int> option_utterance_;                 // per option of the task
+  std::vector<std::pair<int, int>> question_scenario_;  // (goal, state) per question of the task
+  bool warned_ = false;
 };
 
 }  // namespace

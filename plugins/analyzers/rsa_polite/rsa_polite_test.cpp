@@ -267,6 +267,89 @@ TEST(RsaPolite, HumanDataWithBetaSemanticsReproducesThePapersPattern) {
   EXPECT_GT(fit->get("informative.phi.mean"), fit->get("social.phi.mean"));
 }
 
+// The 12 scenarios as one-token questions (token i = scenario i, named "<goal>/<state>") with the eight
+// utterances as options (tokens 12..19, named as the utterances, in reverse order to check the mapping).
+class Scenarios : public Task, public MultipleChoice {
+ public:
+  TaskShape shape() const override { return {20, 20, 1}; }
+  Batch train_batch(int64_t) override { throw std::logic_error("unused"); }
+  std::vector<std::string> eval_splits() const override { return {"test"}; }
+  Batch eval_batch(std::string_view) override { throw std::logic_error("unused"); }
+  ChoiceFormat choice_format() const override {
+    ChoiceFormat f;
+    for (int u = kUtterances - 1; u >= 0; --u) {
+      f.option_tokens.push_back(12 + u);
+      f.option_names.push_back(kUtteranceNames[static_cast<size_t>(u)]);
+    }
+    return f;
+  }
+  ChoiceQuestions choice_questions(std::string_view, Perturbation) override {
+    ChoiceQuestions q;
+    q.prompts = {torch::arange(12, torch::kLong).unsqueeze(1), torch::ones({12}, torch::kLong)};
+    q.correct = torch::full({12}, -1, torch::kLong);
+    q.misleading = q.correct.clone();
+    for (int g = 0; g < kGoals; ++g)
+      for (int s = 0; s < kStates; ++s) q.names.push_back(kGoalNames[static_cast<size_t>(g)] + (question_separator + std::to_string(s)));
+    return q;
+  }
+  std::string question_separator = "/";
+};
+
+// A model whose choices are the RSA speaker's at known parameters: the fit of its distributions (as 1000
+// choices per scenario) recovers them, at every eval (one fit per checkpoint).
+TEST(RsaPolite, FitsAModelsChoiceDistributions) {
+  Draw truth;
+  truth.alpha = 3.0;
+  truth.cost = 1.5;
+  truth.weights = {Weights{0.7, 0.1, 0.2}, Weights{0.1, 0.7, 0.2}, Weights{0.3, 0.3, 0.4}};
+  truth.phi_bin = {30, 10, 20};
+  truth.semantics = shipped_semantics();
+  const Counts p = predictions(truth);
+  auto table = torch::full({20, 20}, -30.0, torch::kDouble);
+  for (int g = 0; g < kGoals; ++g)
+    for (int s = 0; s < kStates; ++s)
+      for (int u = 0; u < kUtterances; ++u) table[g * kStates + s][12 + u] = std::log(p[g][s][u]);
+  testing::BigramModel model(table);
+  Scenarios task;
+  Fit fit;
+  Context context;
+  context.task = &task;
+  context.model = &model;
+  context.recorder = &fit.recorder;
+  Values values = {{"source", std::string("model")}, {"pseudo_count", 1000.0}, {"semantics", kSemantics},
+                   {"counts", std::string("/not/read.csv")}, {"semantics_prior", std::string("mean")}, {"chains", int64_t{2}},
+                   {"burn", int64_t{1500}}, {"samples", int64_t{1500}}};
+  auto analyzer = testing::plugins().create<Analyzer>("rsa_polite", testing::values_of(Kind::analyzer, "rsa_polite", values), context);
+  analyzer->on_eval(0);
+  analyzer->on_eval(10);
+  analyzer->on_end(10);  // already fitted at step 10
+  EXPECT_EQ(fit.recorder.metrics.at("rsa.alpha.mean").size(), 2u);
+  EXPECT_EQ(fit.recorder.rows.at("observed").size(), 2u);
+  // The observed proportions are the model's distributions.
+  auto observed = fit.recorder.rows.at("observed").back().second;
+  EXPECT_NEAR(observed[1][2][3].item<double>(), p[1][2][3], 1e-9);
+  EXPECT_NEAR(fit.get("alpha.mean"), truth.alpha, 0.3);
+  for (int g = 0; g < kGoals; ++g) {
+    const std::string goal = kGoalNames[static_cast<size_t>(g)];
+    EXPECT_NEAR(fit.get(goal + ".w_inf.mean"), truth.weights[g].inf, 0.08) << goal;
+    EXPECT_NEAR(fit.get(goal + ".w_soc.mean"), truth.weights[g].soc, 0.08) << goal;
+    EXPECT_NEAR(fit.get(goal + ".w_pres.mean"), truth.weights[g].pres, 0.08) << goal;
+  }
+  EXPECT_GT(fit.get("fit.r2"), 0.99);
+
+  task.question_separator = "-";  // names the analyzer cannot map
+  try {
+    testing::plugins().create<Analyzer>("rsa_polite", testing::values_of(Kind::analyzer, "rsa_polite", values), context);
+    FAIL() << "expected an error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("expected <goal>/<state>"), std::string::npos) << e.what();
+  }
+  testing::EchoTask echo;
+  context.task = &echo;
+  EXPECT_THROW(testing::plugins().create<Analyzer>("rsa_polite", testing::values_of(Kind::analyzer, "rsa_polite", values), context),
+               std::invalid_argument);
+}
+
 TEST(RsaPolite, ReportsUnreadableAndMalformedTables) {
   Context context;
   testing::MemoryRecorder recorder;
