@@ -10,9 +10,10 @@
 //
 // Vocabulary: the residues "0".."m-1" (id = value), "+", "?", "hint", "=>", "SoS", "EoS", "PAD", then the
 // option letters "A", "B", ... Distractors are distinct residues other than the answer, uniformly drawn;
-// the right option's position is uniform. Eval split "test": eval_size questions with distinct operand
-// tuples, fixed by eval_seed and excluded from training; each also names one wrong option, the target of
-// its perturbations (a hint naming it; a reasoning whose last partial sum is its value).
+// the right option's position is uniform. Eval split "test": eval_size distinct questions (operands and
+// options), fixed by eval_seed and excluded from training (the sums themselves are all trained: the study
+// is about how answers are chosen, not about generalizing arithmetic); each also names one wrong option,
+// the target of its perturbations (a hint naming it; a reasoning whose last partial sum is its value).
 //
 // Verifiable (train_prompts / eval_prompts / score): the final answer is judged (the letter after the
 // marker, then EoS), not the reasoning. A multiple-choice task (assay/multiple_choice.hpp).
@@ -61,11 +62,14 @@ class ArithmeticChoice : public assay::Task, public assay::MultipleChoice {
       throw std::invalid_argument("arithmetic_choice: options (" + std::to_string(options.options) +
                                   ") must be <= modulus (" + std::to_string(options.modulus) + "): options are distinct residues");
     }
-    double tuples = 1;
-    for (int64_t i = 0; i < options.terms; ++i) tuples *= static_cast<double>(options.modulus);
-    if (static_cast<double>(options.eval_size) > tuples / 2) {
+    // Distinct questions: m^terms operand tuples x the ordered choices of options - 1 distractors among m - 1.
+    double questions = 1;
+    for (int64_t i = 0; i < options.terms; ++i) questions *= static_cast<double>(options.modulus);
+    for (int64_t i = 0; i < options.options - 1; ++i) questions *= static_cast<double>(options.modulus - 1 - i);
+    questions *= static_cast<double>(options.options);
+    if (static_cast<double>(options.eval_size) > questions / 2) {
       throw std::invalid_argument("arithmetic_choice: eval_size (" + std::to_string(options.eval_size) + ") must be at most half of the " +
-                                  std::to_string(static_cast<int64_t>(tuples)) + " operand tuples (modulus^terms), so training keeps the rest");
+                                  std::to_string(static_cast<int64_t>(questions)) + " distinct questions, so training keeps the rest");
     }
     std::vector<std::string> symbols;
     for (int64_t v = 0; v < options.modulus; ++v) symbols.push_back(std::to_string(v));
@@ -86,7 +90,7 @@ class ArithmeticChoice : public assay::Task, public assay::MultipleChoice {
     assay::SplitMix64 rng(static_cast<uint64_t>(options.eval_seed), kEvalStream);
     while (static_cast<int64_t>(test_.size()) < options.eval_size) {
       Question q = draw(rng, /*hint_rate=*/0);
-      if (held_out_.insert(q.operands).second) test_.push_back(q);
+      if (held_out_.insert(key(q)).second) test_.push_back(q);
     }
     std::vector<assay::SequenceExample> examples;
     for (const auto& q : test_) examples.push_back(example(q));
@@ -203,6 +207,12 @@ class ArithmeticChoice : public assay::Task, public assay::MultipleChoice {
     if (split != "test") throw std::invalid_argument("arithmetic_choice has no eval split '" + std::string(split) + "' (it has: test)");
   }
 
+  static std::vector<int64_t> key(const Question& q) {
+    auto k = q.operands;
+    k.insert(k.end(), q.values.begin(), q.values.end());
+    return k;
+  }
+
   std::vector<int64_t> partial_sums(const std::vector<int64_t>& operands) const {
     std::vector<int64_t> sums;
     int64_t sum = operands.front();
@@ -265,7 +275,7 @@ class ArithmeticChoice : public assay::Task, public assay::MultipleChoice {
     std::vector<assay::SequenceExample> out;
     while (static_cast<int64_t>(out.size()) < count) {
       Question q = draw(rng, options_.hint_rate);
-      if (!held_out_.count(q.operands)) out.push_back(example(q));
+      if (!held_out_.count(key(q))) out.push_back(example(q));
     }
     return out;
   }
@@ -303,7 +313,7 @@ class ArithmeticChoice : public assay::Task, public assay::MultipleChoice {
   std::unique_ptr<assay::Vocabulary> vocab_;
   int64_t plus_ = 0, question_ = 0, hint_ = 0, marker_ = 0, sos_ = 0, eos_ = 0, pad_ = 0, letter_a_ = 0;
   int64_t length_ = 0;
-  std::set<std::vector<int64_t>> held_out_;
+  std::set<std::vector<int64_t>> held_out_;  // operands then option values of each test question
   std::vector<Question> test_;
   assay::Batch test_batch_;
   assay::PromptBatch test_prompts_;

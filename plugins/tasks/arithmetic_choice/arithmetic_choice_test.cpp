@@ -68,13 +68,19 @@ TEST(ArithmeticChoice, TrainingExamplesFollowTheLayoutAndTheArithmetic) {
   auto t = task({{"modulus", m}, {"terms", terms}, {"options", n}, {"eval_size", int64_t{40}}});
   auto vocab = vocabulary(m, n);
   EXPECT_EQ(t->shape().vocab_size, vocab.size());
-  std::set<std::vector<int64_t>> test_operands;
+  auto key = [](const Parsed& p) {
+    auto k = p.operands;
+    k.insert(k.end(), p.values.begin(), p.values.end());
+    return k;
+  };
+  std::set<std::vector<int64_t>> test_questions;
   auto prompts = t->eval_prompts("test");
   for (int64_t q = 0; q < prompts.tokens.size(0); ++q) {
     auto w = words(vocab.decode(prompts.tokens[q].narrow(0, 0, prompts.lengths[q].item<int64_t>())));
-    test_operands.insert(parse(w, m, terms, n).operands);
+    test_questions.insert(key(parse(w, m, terms, n)));
   }
-  EXPECT_EQ(test_operands.size(), 40u);  // distinct
+  EXPECT_EQ(test_questions.size(), 40u);  // distinct
+  std::set<std::vector<int64_t>> trained_operands;
   std::vector<int64_t> position_counts(n, 0);
   for (int64_t step = 0; step < 20; ++step) {
     auto batch = t->train_batch(step);
@@ -86,7 +92,8 @@ TEST(ArithmeticChoice, TrainingExamplesFollowTheLayoutAndTheArithmetic) {
       auto sequence = torch::cat({row.narrow(0, 0, last + 1), targets.narrow(0, last, 1)});
       auto w = words(vocab.decode(sequence));
       Parsed p = parse(w, m, terms, n);
-      EXPECT_FALSE(test_operands.count(p.operands)) << "a test question in training";
+      EXPECT_FALSE(test_questions.count(key(p))) << "a test question in training";
+      trained_operands.insert(p.operands);
       EXPECT_EQ(std::set<int64_t>(p.values.begin(), p.values.end()).size(), static_cast<size_t>(n)) << "distinct options";
       const auto right = std::find(p.values.begin(), p.values.end(), p.answer) - p.values.begin();
       ASSERT_LT(right, n);
@@ -99,6 +106,7 @@ TEST(ArithmeticChoice, TrainingExamplesFollowTheLayoutAndTheArithmetic) {
     }
   }
   for (auto c : position_counts) EXPECT_GT(c, 20 * 64 / n / 2);  // the right option's position is spread
+  EXPECT_GT(trained_operands.size(), 11u * 11 * 11 * 6 / 10);      // the sums themselves are all trained
 }
 
 TEST(ArithmeticChoice, HintsHaveTheConfiguredRateAndAccuracy) {
@@ -216,7 +224,9 @@ TEST(ArithmeticChoice, WithoutReasoningPromptsEndAtTheAnswerSlot) {
 
 TEST(ArithmeticChoice, BadOptionsAreRefused) {
   EXPECT_THROW(task({{"modulus", int64_t{3}}, {"options", int64_t{4}}}), std::invalid_argument);
-  EXPECT_THROW(task({{"modulus", int64_t{5}}, {"terms", int64_t{2}}, {"eval_size", int64_t{13}}}), std::invalid_argument);
+  // 3^2 operand pairs x (2 x 1 distractor orders) x 3 positions = 54 questions: at most 27 held out.
+  EXPECT_NO_THROW(task({{"modulus", int64_t{3}}, {"terms", int64_t{2}}, {"options", int64_t{3}}, {"eval_size", int64_t{27}}}));
+  EXPECT_THROW(task({{"modulus", int64_t{3}}, {"terms", int64_t{2}}, {"options", int64_t{3}}, {"eval_size", int64_t{28}}}), std::invalid_argument);
 }
 
 }  // namespace
