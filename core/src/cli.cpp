@@ -33,7 +33,11 @@ int cli_main(int argc, char** argv) {
   run_cmd->add_option("--index", sweep_index, "which run of the sweep (0-based)")->needs(sweep_opt);
   run_cmd->add_option("overrides", run.overrides, "key=value overrides, e.g. optimizer.lr=1e-3 run.steps=100");
   run_cmd->add_option("--out", run.out, "run directory (default runs/<name>-<date>-<time>)");
-  run_cmd->add_flag("--resume", run.resume, "continue the run in --out from its newest checkpoint");
+  auto* resume_flag = run_cmd->add_flag("--resume", run.resume, "continue the run in --out from its newest checkpoint");
+  run_cmd->add_option("--from", run.from,
+                      "start a new run from another run's checkpoint (checkpoints/step-N, or a run directory for its "
+                      "newest): weights, optimizer state and step; the recipe may change the rest, e.g. the precision")
+      ->excludes(resume_flag);
   run_cmd->add_option("--nproc", run.nproc,
                       "data parallel: start this many processes on this host, each step's batch split over them "
                       "(Gloo on CPU, NCCL on CUDA; torchrun and srun work too, docs/data-parallel.md)")

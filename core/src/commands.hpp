@@ -21,6 +21,9 @@ struct RunRequest {
   std::vector<std::string> overrides;
   std::string out;                       ///< run directory; default runs/<name>-<date>-<time>
   bool resume = false;
+  /// --from: start a new run from this checkpoint of another run (a checkpoints/step-N directory, or a run
+  /// directory for its newest checkpoint): weights, optimizer and algorithm state, loss scale and step.
+  std::string from;
   std::vector<std::string> plugin_dirs;  ///< --plugins
   bool in_sweep = false;                 ///< one run of a [sweep] recipe
   int nproc = 1;                         ///< data-parallel processes to start on this host (--nproc)

@@ -52,6 +52,7 @@ int run_local_ranks(const RunRequest& request, int nproc) {
   std::vector<std::string> args = {std::filesystem::read_symlink("/proc/self/exe").string(), "run", request.recipe,
                                    "--out", request.out};
   if (request.resume) args.push_back("--resume");
+  if (!request.from.empty()) args.insert(args.end(), {"--from", request.from});
   for (const auto& d : request.plugin_dirs) args.insert(args.end(), {"--plugins", d});
   args.insert(args.end(), request.overrides.begin(), request.overrides.end());
   const std::string port = std::to_string(free_port());

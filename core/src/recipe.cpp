@@ -125,6 +125,7 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
     stage.options = options_from<StageOptions>(recipe.run_values);
     if (task && optimizer && algorithm && precision) {
       stage.task = *task, stage.optimizer = *optimizer, stage.algorithm = *algorithm, stage.precision = *precision;
+      stage.precision_switches = loader.precision_switches(root.get("precision"), "precision", *precision);
     }
     stage.analyzers = analyzers;
     recipe.stages.push_back(std::move(stage));
@@ -164,9 +165,35 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
       auto p = pick("precision", Kind::precision, precision);
       stage.analyzers = table->contains("analyzers") ? loader.analyzers(table->get("analyzers"), prefix + ".analyzers")
                                                      : analyzers;
-      if (t && o && a && p) stage.task = *t, stage.optimizer = *o, stage.algorithm = *a, stage.precision = *p;
+      if (t && o && a && p) {
+        stage.task = *t, stage.optimizer = *o, stage.algorithm = *a, stage.precision = *p;
+        stage.precision_switches = loader.precision_switches(table->get("precision"), prefix + ".precision", *p);
+      }
       recipe.stages.push_back(std::move(stage));
     }
+  }
+  if (staged) {
+    const auto* top_precision = root.get("precision") ? root.get("precision")->as_table() : nullptr;
+    if (top_precision && top_precision->contains("switch")) {
+      loader.problem(top_precision->get("switch"), "precision.switch",
+                     "with [[stages]], a switch belongs to the stage it falls in: write it as [[stages.precision.switch]]");
+    }
+  }
+  int64_t stage_start = 0;
+  for (size_t i = 0; i < recipe.stages.size(); ++i) {
+    const auto& stage = recipe.stages[i];
+    const int64_t stage_end = stage_start + stage.options.steps;
+    int64_t previous = stage_start;
+    for (size_t k = 0; k < stage.precision_switches.size(); ++k) {
+      const int64_t at = stage.precision_switches[k].at_step;
+      if (at <= previous || at > stage_end) {
+        loader.problem(static_cast<const toml::source_region*>(nullptr), stage.precision_switches[k].precision.table + ".at_step",
+                       "at_step = " + std::to_string(at) + " must lie in steps " + std::to_string(previous + 1) + ".." +
+                           std::to_string(stage_end) + (k > 0 ? " (after the previous switch, within the stage)" : " (within the stage)"));
+      }
+      previous = at;
+    }
+    stage_start = stage_end;
   }
   for (size_t i = 1; i < recipe.stages.size(); ++i) {
     const auto& stage = recipe.stages[i];
@@ -195,15 +222,22 @@ void emit_values(std::ostringstream& out, const Values& values, const Schema& sc
   }
 }
 void emit_component(std::ostringstream& out, const std::string& header, const ComponentSpec& spec,
-                    const Registry& registry) {
+                    const Registry& registry, const std::string& first_line = "") {
   const auto* found = registry.find(spec.kind, spec.use);
-  out << "\n" << header << "\n";
+  out << "\n" << header << "\n" << first_line;
   emit(out, "use", spec.use, found ? found->info.doc + " (plugin " + found->plugin->name + " " + found->plugin->version + ")" : "");
   if (found) emit_values(out, spec.values, found->info.schema);
   const std::string table = header.substr(header.find_first_not_of('['), header.find(']') - header.find_first_not_of('['));
   for (const auto& [group, overrides] : spec.group_overrides) {
     out << "\n[" << table << ".groups." << group << "]\n";
     if (found) emit_values(out, overrides, found->info.schema);
+  }
+}
+void emit_switches(std::ostringstream& out, const std::string& table, const StageSpec& stage, const Registry& registry) {
+  for (const auto& sw : stage.precision_switches) {
+    std::string line = "at_step = " + std::to_string(sw.at_step);
+    line += std::string(line.size() < 36 ? 36 - line.size() : 1, ' ') + "# from this global step on\n";
+    emit_component(out, "[[" + table + ".switch]]", sw.precision, registry, line);
   }
 }
 }  // namespace
@@ -222,6 +256,7 @@ std::string Recipe::resolved(const Registry& registry) const {
     emit_component(out, "[optimizer]", stage.optimizer, registry);
     emit_component(out, "[algorithm]", stage.algorithm, registry);
     emit_component(out, "[precision]", stage.precision, registry);
+    emit_switches(out, "precision", stage, registry);
     for (const auto& a : stage.analyzers) emit_component(out, "[[analyzers]]", a, registry);
     return out.str();
   }
@@ -240,6 +275,7 @@ std::string Recipe::resolved(const Registry& registry) const {
     emit_component(out, "[stages.optimizer]", stage.optimizer, registry);
     emit_component(out, "[stages.algorithm]", stage.algorithm, registry);
     emit_component(out, "[stages.precision]", stage.precision, registry);
+    emit_switches(out, "stages.precision", stage, registry);
     for (const auto& a : stage.analyzers) emit_component(out, "[[stages.analyzers]]", a, registry);
   }
   return out.str();

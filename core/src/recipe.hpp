@@ -88,10 +88,18 @@ struct ComponentSpec {
   std::map<std::string, Values> group_values() const;
 };
 
+/// [[precision.switch]]: from global step `at_step` on (that step included) the stage trains under
+/// `precision` (an in-situ change of scheme within a stage).
+struct PrecisionSwitch {
+  int64_t at_step = 0;
+  ComponentSpec precision;
+};
+
 struct StageSpec {
   std::string name;
   StageOptions options;
   ComponentSpec task, optimizer, algorithm, precision;
+  std::vector<PrecisionSwitch> precision_switches;  ///< in increasing at_step, all within the stage
   std::vector<ComponentSpec> analyzers;
 };
 

@@ -296,8 +296,11 @@ class Loader {
     const bool same = inherited && inherited->use == use;
     const bool grouped = kind == Kind::optimizer || kind == Kind::precision;
     ComponentSpec spec{kind, use, {}, table_name, {}};
-    spec.values = validate(*table, found->info.schema, table_name + ".", grouped ? std::set<std::string>{"use", "groups"}
-                                                                               : std::set<std::string>{"use"},
+    // precision: [[precision.switch]] entries are read by precision_switches().
+    std::set<std::string> allowed = {"use"};
+    if (grouped) allowed.insert("groups");
+    if (kind == Kind::precision) allowed.insert("switch");
+    spec.values = validate(*table, found->info.schema, table_name + ".", allowed,
                            same ? &inherited->values : nullptr, kind_text + " '" + use + "'");
     if (same) spec.group_overrides = inherited->group_overrides;
     if (const toml::node* groups = grouped ? table->get("groups") : nullptr) {
@@ -322,6 +325,39 @@ class Loader {
       }
     }
     return spec;
+  }
+
+  /// The [[<table_name>.switch]] entries of a precision table `node`: each an at_step and a precision table
+  /// inheriting from `base` (when it uses the same scheme). Steps are checked against the stage later.
+  std::vector<PrecisionSwitch> precision_switches(const toml::node* node, const std::string& table_name,
+                                                  const ComponentSpec& base) {
+    std::vector<PrecisionSwitch> out;
+    const auto* table = node ? node->as_table() : nullptr;
+    const toml::node* list = table ? table->get("switch") : nullptr;
+    if (!list) return out;
+    const auto* array = list->as_array();
+    if (!array || !array->is_array_of_tables()) {
+      problem(list, table_name + ".switch", "expected [[" + table_name + ".switch]] tables, each with at_step and the "
+              "scheme to change to");
+      return out;
+    }
+    for (size_t i = 0; i < array->size(); ++i) {
+      const std::string where = table_name + ".switch[" + std::to_string(i) + "]";
+      toml::table entry = *array->get(i)->as_table();
+      const toml::node* at = entry.get("at_step");
+      const auto step = at ? at->value_exact<int64_t>() : std::nullopt;
+      if (!step || *step < 1) {
+        problem(at ? at : array->get(i), where + ".at_step",
+                "expected the global step (an integer >= 1) from which this scheme applies" + (at ? ", got " + got(*at) : ""));
+        continue;
+      }
+      if (entry.contains("switch")) problem(entry.get("switch"), where + ".switch", "a switch cannot hold switches");
+      entry.erase("at_step");
+      entry.erase("switch");
+      auto spec = component(&entry, Kind::precision, where, "", &base);
+      if (spec) out.push_back({*step, std::move(*spec)});
+    }
+    return out;
   }
 
   std::string available(Kind kind) const {

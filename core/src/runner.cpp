@@ -109,6 +109,10 @@ class Trainer {
         resume_dir_.reset();
       }
       const int64_t first = std::max(stage_start, from.step);
+      if (&precision_at(spec, first) != &spec.precision) {  // resumed past a switch
+        use_precision(precision_at(spec, first), stage);
+        prepare_graph(spec, stage);
+      }
       if (first == stage_start) {
         if (first == 0 && recipe_.run.eval_every > 0) evaluate(stage, 0);
         store_.event(first, "stage", spec.name + ": steps " + std::to_string(stage_start + 1) + ".." +
@@ -116,6 +120,14 @@ class Trainer {
       }
       for (int64_t step = first + 1; step <= stage_end; ++step) {
         current_step_ = step;
+        for (const auto& sw : spec.precision_switches) {
+          if (sw.at_step != step) continue;
+          use_precision(sw.precision, stage);
+          prepare_graph(spec, stage);
+          store_.event(step, "precision", sw.precision.use + " from step " + std::to_string(step) + " (" +
+                                              sw.precision.table + ")");
+          log::info("step ", step, ": precision switches to ", sw.precision.use, " (", sw.precision.table, ")");
+        }
         if (int code = train_step(spec, stage, step, step - stage_start - 1); code != kExitOk) return code;
         const bool last = step == stage_end;
         if (last || (recipe_.run.eval_every > 0 && step % recipe_.run.eval_every == 0)) evaluate(stage, step);
@@ -205,16 +217,7 @@ class Trainer {
                                " and " + std::to_string(task_shape_.num_classes));
     }
     c.task = s.task.get();
-    c.recorder = &store_.recorder(spec.precision.use);
-    c.group_values = spec.precision.group_values();
-    s.precision = registry_.create<Precision>(spec.precision.use, spec.precision.values, c);
-    // A stage applies its scheme unless the previous stage already applied the same one.
-    const std::string precision = spec.precision.use + " " + to_toml(values_list(spec.precision.values));
-    if (applied_precision_ != precision) {
-      clear_layer_kernels(*model_);  // the previous scheme's layer kernels go; the new scheme sets its own
-      s.precision->apply(*model_);
-      applied_precision_ = precision;
-    }
+    use_precision(spec.precision, s);
     c.recorder = &store_.recorder(spec.optimizer.use);
     c.group_values = spec.optimizer.group_values();
     const std::string optimizer = spec.optimizer.use + " " + to_toml(values_list(spec.optimizer.values));
@@ -239,7 +242,38 @@ class Trainer {
       s.analyzers.push_back(registry_.create<Analyzer>(a.use, a.values, c));
     }
     params_ = model_->parameters();
-    // run.cuda_graph: a stage's components are captured afresh.
+    prepare_graph(spec, s);
+    return s;
+  }
+
+  /// Builds `precision` as the stage's scheme and applies it to the model, unless the model already runs
+  /// under the same scheme (say, the previous stage's).
+  void use_precision(const ComponentSpec& precision, StageComponents& s) {
+    Context c = context();
+    c.task = s.task.get();
+    c.recorder = &store_.recorder(precision.use);
+    c.group_values = precision.group_values();
+    s.precision = registry_.create<Precision>(precision.use, precision.values, c);
+    std::string key = precision.use + " " + to_toml(values_list(precision.values));
+    for (const auto& [group, values] : precision.group_overrides) key += " " + group + ":" + to_toml(values_list(values));
+    if (applied_precision_ != key) {
+      clear_layer_kernels(*model_);  // the previous scheme's layer kernels go; the new scheme sets its own
+      s.precision->apply(*model_);
+      applied_precision_ = key;
+    }
+  }
+
+  /// The stage's scheme at global step `step`: its [precision], or the last [[precision.switch]] at or before it.
+  const ComponentSpec& precision_at(const StageSpec& spec, int64_t step) const {
+    const ComponentSpec* out = &spec.precision;
+    for (const auto& sw : spec.precision_switches) {
+      if (sw.at_step <= step) out = &sw.precision;
+    }
+    return *out;
+  }
+
+  /// run.cuda_graph: the stage's step is captured afresh (after a switch of scheme too).
+  void prepare_graph(const StageSpec& spec, StageComponents& s) {
     set_cuda_graph_active(false);
     graph_.reset();
     graph_warmups_ = 0;
@@ -250,7 +284,6 @@ class Trainer {
         graph_ = std::make_unique<StepGraph>();
       }
     }
-    return s;
   }
 
   /// The step's device work: forward and backward of this rank's micro-batches, with their weighted loss and
@@ -503,7 +536,8 @@ int run_other_rank(const Recipe& recipe, const Registry& registry, const RunRequ
   set_threads(recipe);
   try {
     Progress from;
-    const std::optional<std::string> checkpoint = request.resume ? latest_checkpoint(run_dir) : std::nullopt;
+    const std::optional<std::string> checkpoint =
+        request.resume ? latest_checkpoint(run_dir) : request.from.empty() ? std::nullopt : std::optional(request.from);
     if (checkpoint) from = checkpoint_progress(*checkpoint);
     if (from.step >= recipe.total_steps()) return kExitOk;
     auto store = RunStore::discarding();
@@ -520,34 +554,39 @@ int run_other_rank(const Recipe& recipe, const Registry& registry, const RunRequ
   }
 }
 
-}  // namespace
-
-int run_command(const RunRequest& request) {
-  Registry registry;
+/// The checkpoint --from names (a run directory stands for its newest), checked; nothing when unusable (said
+/// on stderr).
+std::optional<std::string> start_checkpoint(const std::string& from, int64_t total_steps) {
+  std::string checkpoint = from;
+  if (fs::is_directory(fs::path(from) / "checkpoints")) {
+    auto latest = latest_checkpoint(from);
+    if (!latest) {
+      std::cerr << "--from " << from << ": the run has no complete checkpoint\n";
+      return std::nullopt;
+    }
+    checkpoint = *latest;
+  }
+  const std::string expected = " (expected RUN_DIR/checkpoints/step-N or a run directory)";
+  if (!fs::exists(fs::path(checkpoint) / "state.pt")) {
+    std::cerr << "--from " << from << ": not a checkpoint, no state.pt there" << expected << "\n";
+    return std::nullopt;
+  }
+  Progress at;
   try {
-    registry.load_directories(Registry::search_path(request.plugin_dirs));
-  } catch (const PluginError& e) {
-    log::error(e.what());
-    return kExitPluginError;
+    at = checkpoint_progress(checkpoint);
+  } catch (const c10::Error& e) {
+    std::cerr << "--from " << from << ": unreadable checkpoint" << expected << ": " << e.what_without_backtrace() << "\n";
+    return std::nullopt;
   }
-  Recipe recipe;
-  try {
-    recipe = load_recipe(request.recipe, request.overrides, registry);
-  } catch (const RecipeError& e) {
-    for (const auto& p : e.problems) std::cerr << p << "\n";
-    std::cerr << e.problems.size() << " problem(s) in " << request.recipe << "; nothing ran\n";
-    return kExitBadInput;
+  if (at.step >= total_steps) {
+    std::cerr << "--from " << checkpoint << ": the checkpoint is at step " << at.step << ", and the recipe ends at step "
+              << total_steps << ": nothing to train\n";
+    return std::nullopt;
   }
+  return checkpoint;
+}
 
-  if (recipe.has_sweep && !request.in_sweep) {
-    std::cerr << request.recipe << " defines a [sweep]: run it with `assay sweep " << request.recipe
-              << "`, or one of its runs with `assay run --sweep " << request.recipe << " --index I`\n";
-    return kExitBadInput;
-  }
-  if (request.resume && request.out.empty()) {
-    std::cerr << "--resume needs --out RUN_DIR (the run to continue)\n";
-    return kExitBadInput;
-  }
+int run_resolved(const Recipe& recipe, const Registry& registry, const RunRequest& request) {
   RankInfo rank;
   try {
     rank = rank_from_environment();
@@ -627,7 +666,8 @@ int run_command(const RunRequest& request) {
     }
 
     Progress from;
-    std::optional<std::string> checkpoint = request.resume ? latest_checkpoint(run_dir) : std::nullopt;
+    std::optional<std::string> checkpoint =
+        request.resume ? latest_checkpoint(run_dir) : request.from.empty() ? std::nullopt : std::optional(request.from);
     if (checkpoint) from = checkpoint_progress(*checkpoint);
     if (request.resume) {
       const std::string before = read_store_attribute(store_path, "status");
@@ -637,6 +677,13 @@ int run_command(const RunRequest& request) {
       store->set_wall_offset(from.wall);
     } else {
       store = RunStore::create(store_path, header);
+      if (checkpoint) {
+        // --from: this run's rows start after the checkpoint's step; the other run is left as it is.
+        const std::string origin = fs::absolute(*checkpoint).lexically_normal().string();
+        log::info("starting from ", origin, " (step ", from.step, ")");
+        store->attribute("started_from", origin);
+        store->event(from.step, "started_from", origin);
+      }
     }
     store->attribute("total_steps", std::to_string(recipe.total_steps()));
     log::info("run ", recipe.run.name, " -> ", store_path);
@@ -690,6 +737,45 @@ int run_command(const RunRequest& request) {
     }
     return kExitFailed;
   }
+}
+
+}  // namespace
+
+int run_command(const RunRequest& request) {
+  Registry registry;
+  try {
+    registry.load_directories(Registry::search_path(request.plugin_dirs));
+  } catch (const PluginError& e) {
+    log::error(e.what());
+    return kExitPluginError;
+  }
+  Recipe recipe;
+  try {
+    recipe = load_recipe(request.recipe, request.overrides, registry);
+  } catch (const RecipeError& e) {
+    for (const auto& p : e.problems) std::cerr << p << "\n";
+    std::cerr << e.problems.size() << " problem(s) in " << request.recipe << "; nothing ran\n";
+    return kExitBadInput;
+  }
+
+  if (recipe.has_sweep && !request.in_sweep) {
+    std::cerr << request.recipe << " defines a [sweep]: run it with `assay sweep " << request.recipe
+              << "`, or one of its runs with `assay run --sweep " << request.recipe << " --index I`\n";
+    return kExitBadInput;
+  }
+  if (request.resume && request.out.empty()) {
+    std::cerr << "--resume needs --out RUN_DIR (the run to continue)\n";
+    return kExitBadInput;
+  }
+  RunRequest resolved = request;
+  if (!request.from.empty()) {
+    if (auto start = start_checkpoint(request.from, recipe.total_steps())) {
+      resolved.from = *start;
+    } else {
+      return kExitBadInput;
+    }
+  }
+  return run_resolved(recipe, registry, resolved);
 }
 
 }  // namespace assay
