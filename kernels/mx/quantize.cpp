@@ -20,13 +20,21 @@ detail::ElementFormat element_format(Format format) {
   return {f.mbits, f.min_exp, f.max_norm, f.ebits > 0, f.block_scaled};
 }
 
-at::Tensor run(const at::Tensor& x, detail::Problem p, const char* what) {
+// Quantizes x into `out`, or into a new tensor when `out` is undefined.
+at::Tensor run(const at::Tensor& x, detail::Problem p, const char* what, at::Tensor out = {}) {
   if (!x.defined()) throw std::invalid_argument(std::string(what) + ": undefined tensor");
   if (x.scalar_type() != at::kFloat) {
     throw std::invalid_argument(std::string(what) + ": expects float32, got " + std::string(c10::toString(x.scalar_type())));
   }
   auto in = x.contiguous();
-  auto out = at::empty_like(in);
+  if (!out.defined()) {
+    out = at::empty_like(in);
+  } else if (out.scalar_type() != at::kFloat || out.sizes() != in.sizes() || out.device() != in.device() ||
+             !out.is_contiguous()) {
+    throw std::invalid_argument(std::string(what) + ": out must be a contiguous float32 tensor of the input's shape and device");
+  } else if (out.data_ptr() == in.data_ptr()) {
+    throw std::invalid_argument(std::string(what) + ": out must not be the input");
+  }
   p.in = in.const_data_ptr<float>();
   p.out = out.mutable_data_ptr<float>();
   if (in.numel() == 0) return out;
@@ -45,9 +53,8 @@ at::Tensor run(const at::Tensor& x, detail::Problem p, const char* what) {
   return out;
 }
 
-}  // namespace
 
-at::Tensor round_elementwise(const at::Tensor& x, Format format, Rounding rounding, uint64_t seed) {
+detail::Problem elementwise_problem(const at::Tensor& x, Format format, Rounding rounding, uint64_t seed) {
   detail::Problem p{};
   p.outer = 1;
   p.length = x.defined() ? x.numel() : 0;
@@ -57,11 +64,10 @@ at::Tensor round_elementwise(const at::Tensor& x, Format format, Rounding roundi
   p.emax = info(format).emax;
   p.rounding = static_cast<int>(rounding);
   p.seed = seed;
-  return run(x, p, "mx::round_elementwise");
+  return p;
 }
 
-at::Tensor quantize(const at::Tensor& x, const QuantizeOptions& options) {
-  if (!info(options.format).block_scaled) return round_elementwise(x, options.format, options.rounding, options.seed);
+detail::Problem blocked_problem(const at::Tensor& x, const QuantizeOptions& options) {
   if (!x.defined()) throw std::invalid_argument("mx::quantize: undefined tensor");
   if (options.block_size < 1) throw std::invalid_argument("mx::quantize: block_size must be >= 1");
   const int64_t dims = x.dim();
@@ -82,7 +88,25 @@ at::Tensor quantize(const at::Tensor& x, const QuantizeOptions& options) {
   p.emax = info(options.format).emax;
   p.rounding = static_cast<int>(options.rounding);
   p.seed = options.seed;
-  return run(x, p, "mx::quantize");
+  return p;
+}
+
+}  // namespace
+
+at::Tensor round_elementwise(const at::Tensor& x, Format format, Rounding rounding, uint64_t seed) {
+  return run(x, elementwise_problem(x, format, rounding, seed), "mx::round_elementwise");
+}
+
+at::Tensor quantize(const at::Tensor& x, const QuantizeOptions& options) {
+  if (!info(options.format).block_scaled) return round_elementwise(x, options.format, options.rounding, options.seed);
+  return run(x, blocked_problem(x, options), "mx::quantize");
+}
+
+at::Tensor& quantize_out(at::Tensor& out, const at::Tensor& x, const QuantizeOptions& options) {
+  const bool blocked = info(options.format).block_scaled;
+  const auto p = blocked ? blocked_problem(x, options) : elementwise_problem(x, options.format, options.rounding, options.seed);
+  run(x, p, "mx::quantize_out", out);
+  return out;
 }
 
 }  // namespace assay::mx

@@ -39,8 +39,42 @@ ASSAY_AVX2 __m256 floor_nonnegative(__m256 x) {
   return select(_mm256_cmp_ps(x, _mm256_set1_ps(8388608.0f), _CMP_LT_OQ), truncated, x);
 }
 
-template <int R, bool kIsFloat, bool kSaturate>
-ASSAY_AVX2 __m256 element(__m256 s, const ElementFormat& f, const Thresholds& th) {
+// The log2 thresholds of 8 lanes' binades (unbiased exponents) by a gather from the whole table.
+struct GatherThresholds {
+  const Thresholds& th;
+  ASSAY_AVX2 __m256i operator()(__m256i unbiased) const {
+    const __m256i index = _mm256_min_epi32(_mm256_add_epi32(unbiased, _mm256_set1_epi32(149)), _mm256_set1_epi32(kThresholdCount - 1));
+    return _mm256_i32gather_epi32(reinterpret_cast<const int*>(th.fraction), index, 4);
+  }
+};
+
+// The same from registers, for block-scaled formats: a scaled element's binade lies in [min_exp - 1, emax] where
+// the threshold can matter (below, max(e, min_exp) gives min_exp whatever the rounding; above, no scaled value
+// reaches), at most 32 binades (fp8_e5m2: 31): four 8-entry tables and permutes instead of a gather.
+struct RegisterThresholds {
+  __m256i table[4];
+  int first;  // the unbiased exponent of table entry 0
+  RegisterThresholds(const Thresholds& th, int min_exp) : first(min_exp - 1) {
+    alignas(32) uint32_t entries[32];
+    for (int i = 0; i < 32; ++i) entries[i] = th.fraction[std::min(first + i + 149, kThresholdCount - 1)];
+    for (int t = 0; t < 4; ++t) table[t] = load(entries + 8 * t);
+  }
+  static __attribute__((target("avx2"))) __m256i load(const uint32_t* p) {
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
+  }
+  ASSAY_AVX2 __m256i operator()(__m256i unbiased) const {
+    const __m256i index = _mm256_min_epi32(_mm256_max_epi32(_mm256_sub_epi32(unbiased, _mm256_set1_epi32(first)),
+                                                            _mm256_setzero_si256()), _mm256_set1_epi32(31));
+    const __m256i low = _mm256_blendv_epi8(_mm256_permutevar8x32_epi32(table[0], index), _mm256_permutevar8x32_epi32(table[1], index),
+                                           _mm256_cmpgt_epi32(index, _mm256_set1_epi32(7)));
+    const __m256i high = _mm256_blendv_epi8(_mm256_permutevar8x32_epi32(table[2], index), _mm256_permutevar8x32_epi32(table[3], index),
+                                            _mm256_cmpgt_epi32(index, _mm256_set1_epi32(23)));
+    return _mm256_blendv_epi8(low, high, _mm256_cmpgt_epi32(index, _mm256_set1_epi32(15)));
+  }
+};
+
+template <int R, bool kIsFloat, bool kSaturate, class Lookup>
+ASSAY_AVX2 __m256 element(__m256 s, const ElementFormat& f, const Lookup& thresholds) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   const __m256 a = _mm256_and_ps(s, abs_mask);
   __m256i e = _mm256_setzero_si256();
@@ -49,8 +83,7 @@ ASSAY_AVX2 __m256 element(__m256 s, const ElementFormat& f, const Thresholds& th
     const __m256i bits = _mm256_castps_si256(a);
     const __m256i field = _mm256_srli_epi32(bits, 23);
     const __m256i unbiased = _mm256_sub_epi32(field, _mm256_set1_epi32(127));
-    const __m256i index = _mm256_min_epi32(_mm256_add_epi32(unbiased, _mm256_set1_epi32(149)), _mm256_set1_epi32(kThresholdCount - 1));
-    const __m256i threshold = _mm256_i32gather_epi32(reinterpret_cast<const int*>(th.fraction), index, 4);
+    const __m256i threshold = thresholds(unbiased);
     const __m256i fraction = _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffff));
     const __m256i up = _mm256_cmpgt_epi32(fraction, _mm256_sub_epi32(threshold, _mm256_set1_epi32(1)));  // >=
     const __m256i rounded = _mm256_sub_epi32(unbiased, up);                                           // + 1 where up
@@ -102,10 +135,40 @@ __attribute__((target("avx2"))) void run_contiguous_avx2(const float* in, float*
     const __m256 vdown = _mm256_set1_ps(down), vup = _mm256_set1_ps(up);
     for (; k + 8 <= n; k += 8) {
       const __m256 s = _mm256_mul_ps(_mm256_loadu_ps(in + k), vdown);
-      _mm256_storeu_ps(out + k, _mm256_mul_ps(avx2::element<R, kIsFloat, kSaturate>(s, f, th), vup));
+      _mm256_storeu_ps(out + k, _mm256_mul_ps(avx2::element<R, kIsFloat, kSaturate>(s, f, avx2::GatherThresholds{th}), vup));
     }
   }
   run_contiguous<R, kIsFloat, kSaturate>(in + k, out + k, n - k, down, up, f, th, seed, first + static_cast<uint64_t>(k));
+}
+// Whole blocks of a row (inner == 1, block_size a multiple of 8, deterministic rounding): the block maximum and the
+// elements on 8 lanes, one call for a run of blocks. The same operations as blocked_rows' scalar path.
+template <int R, bool kIsFloat, bool kSaturate>
+__attribute__((target("avx2"))) void run_blocks_avx2(const float* in, float* out, int64_t blocks, int64_t block_size,
+                                                      int emax, const ElementFormat& f, const Thresholds& th) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const avx2::RegisterThresholds thresholds(th, f.min_exp);
+  for (int64_t b = 0; b < blocks; ++b, in += block_size, out += block_size) {
+    __m256 amax = _mm256_setzero_ps(), unordered = _mm256_setzero_ps();
+    for (int64_t k = 0; k < block_size; k += 8) {
+      const __m256 v = _mm256_loadu_ps(in + k);
+      amax = _mm256_max_ps(amax, _mm256_and_ps(v, abs_mask));
+      unordered = _mm256_or_ps(unordered, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    const __m128 half = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    const __m128 quarter = _mm_max_ps(half, _mm_movehl_ps(half, half));
+    float m = _mm_cvtss_f32(_mm_max_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)));
+    if (_mm256_movemask_ps(unordered) != 0) m = NAN;
+    const SharedScale s = shared_scale(m, emax, th);
+    if (s.nan) {
+      std::fill(out, out + block_size, NAN);
+      continue;
+    }
+    const __m256 vdown = _mm256_set1_ps(s.down), vup = _mm256_set1_ps(s.up);
+    for (int64_t k = 0; k < block_size; k += 8) {
+      const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(in + k), vdown);
+      _mm256_storeu_ps(out + k, _mm256_mul_ps(avx2::element<R, kIsFloat, kSaturate>(v, f, thresholds), vup));
+    }
+  }
 }
 const bool kHasAvx2 = __builtin_cpu_supports("avx2");
 #endif
@@ -134,12 +197,29 @@ void elementwise(const Problem& p, const Thresholds& th) {
 template <int R>
 void blocked_rows(const Problem& p, const Thresholds& th) {
   const int64_t blocks = (p.length + p.block_size - 1) / p.block_size;
+  const int64_t whole = p.length / p.block_size;  // blocks of a row without padding
+#if defined(__x86_64__) && defined(__GNUC__)
+  const bool vector_blocks = kHasAvx2 && R != kStochastic && p.block_size % 8 == 0;
+#else
+  const bool vector_blocks = false;
+#endif
   at::parallel_for(0, p.outer * blocks, std::max<int64_t>(1, (1 << 14) / p.block_size), [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
+    for (int64_t task = begin; task < end;) {
       const int64_t o = task / blocks, b = task % blocks;
       const int64_t k0 = b * p.block_size, n = std::min(p.length - k0, p.block_size);
       const float* in = p.in + o * p.length + k0;
       float* out = p.out + o * p.length + k0;
+#if defined(__x86_64__) && defined(__GNUC__)
+      if (vector_blocks && b < whole) {  // a run of whole blocks within this row, on 8 lanes
+        const int64_t run = std::min(end - task, whole - b);
+        with_element_kind<R>(p.format, [&]<int R2, bool F, bool S>() {
+          run_blocks_avx2<R2, F, S>(in, out, run, p.block_size, p.emax, p.format, th);
+        });
+        task += run;
+        continue;
+      }
+#endif
+      ++task;
       float amax = 0.0f;
       for (int64_t k = 0; k < n; ++k) {
         const float a = std::fabs(in[k]);
@@ -153,6 +233,8 @@ void blocked_rows(const Problem& p, const Thresholds& th) {
       contiguous<R>(in, out, n, s.down, s.up, p.format, th, p.seed, static_cast<uint64_t>(o * p.length + k0));
     }
   });
+  (void)whole;
+  (void)vector_blocks;
 }
 
 // Blocks along a strided axis; one task = one (outer, block) pair with all of its `inner` columns.

@@ -60,6 +60,10 @@ struct QuantizeOptions {
 /// For bf16/fp16 (not block formats) this is round_elementwise.
 at::Tensor quantize(const at::Tensor& x, const QuantizeOptions& options);
 
+/// quantize() written into `out` (float32, contiguous, x's shape and device, not overlapping x), as ATen's *_out
+/// functions: no allocation, hence no page faults on a fresh buffer when a caller quantizes repeatedly. Returns out.
+at::Tensor& quantize_out(at::Tensor& out, const at::Tensor& x, const QuantizeOptions& options);
+
 /// Elementwise rounding to `format` with scale 1 (bf16/fp16 emulation: overflow -> +-Inf; MX element formats
 /// saturate at max_norm). Inf and NaN inputs pass through.
 at::Tensor round_elementwise(const at::Tensor& x, Format format, Rounding rounding = Rounding::nearest, uint64_t seed = 0);
