@@ -50,28 +50,76 @@ struct GatherThresholds {
 
 // The same from registers, for block-scaled formats: a scaled element's binade lies in [min_exp - 1, emax] where
 // the threshold can matter (below, max(e, min_exp) gives min_exp whatever the rounding; above, no scaled value
-// reaches), at most 32 binades (fp8_e5m2: 31): four 8-entry tables and permutes instead of a gather.
+// reaches), at most 32 binades (fp8_e5m2: 31): kTables 8-entry tables and permutes instead of a gather.
+template <int kTables>
 struct RegisterThresholds {
-  __m256i table[4];
+  __m256i table[kTables];
   int first;  // the unbiased exponent of table entry 0
-  RegisterThresholds(const Thresholds& th, int min_exp) : first(min_exp - 1) {
-    alignas(32) uint32_t entries[32];
-    for (int i = 0; i < 32; ++i) entries[i] = th.fraction[std::min(first + i + 149, kThresholdCount - 1)];
-    for (int t = 0; t < 4; ++t) table[t] = load(entries + 8 * t);
+  __attribute__((target("avx2"))) RegisterThresholds(const Thresholds& th, int min_exp) : first(min_exp - 1) {
+    alignas(32) uint32_t entries[8 * kTables];
+    for (int i = 0; i < 8 * kTables; ++i) entries[i] = th.fraction[std::min(first + i + 149, kThresholdCount - 1)];
+    for (int t = 0; t < kTables; ++t) table[t] = load(entries + 8 * t);
   }
   static __attribute__((target("avx2"))) __m256i load(const uint32_t* p) {
     return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
   }
+  // permutevar8x32 reads the low 3 bits of each index, so every table is indexed by the same vector.
   ASSAY_AVX2 __m256i operator()(__m256i unbiased) const {
-    const __m256i index = _mm256_min_epi32(_mm256_max_epi32(_mm256_sub_epi32(unbiased, _mm256_set1_epi32(first)),
-                                                            _mm256_setzero_si256()), _mm256_set1_epi32(31));
-    const __m256i low = _mm256_blendv_epi8(_mm256_permutevar8x32_epi32(table[0], index), _mm256_permutevar8x32_epi32(table[1], index),
-                                           _mm256_cmpgt_epi32(index, _mm256_set1_epi32(7)));
-    const __m256i high = _mm256_blendv_epi8(_mm256_permutevar8x32_epi32(table[2], index), _mm256_permutevar8x32_epi32(table[3], index),
-                                            _mm256_cmpgt_epi32(index, _mm256_set1_epi32(23)));
-    return _mm256_blendv_epi8(low, high, _mm256_cmpgt_epi32(index, _mm256_set1_epi32(15)));
+    const __m256i index = _mm256_max_epi32(_mm256_sub_epi32(unbiased, _mm256_set1_epi32(first)), _mm256_setzero_si256());
+    __m256i out = _mm256_permutevar8x32_epi32(table[0], index);
+    if constexpr (kTables >= 2) {
+      out = _mm256_blendv_epi8(out, _mm256_permutevar8x32_epi32(table[1], index), _mm256_cmpgt_epi32(index, _mm256_set1_epi32(7)));
+    }
+    if constexpr (kTables == 4) {
+      const __m256i high = _mm256_blendv_epi8(_mm256_permutevar8x32_epi32(table[2], index),
+                                              _mm256_permutevar8x32_epi32(table[3], index),
+                                              _mm256_cmpgt_epi32(index, _mm256_set1_epi32(23)));
+      out = _mm256_blendv_epi8(out, high, _mm256_cmpgt_epi32(index, _mm256_set1_epi32(15)));
+    }
+    return out;
   }
 };
+
+// quantize_element for a lane of a block-scaled format (saturating; no Inf/NaN: such blocks are all-NaN before
+// this), with the same float32 results and fewer operations than element(): the magnitude is rounded and the
+// sign put back (the spec's sign(t) * r: negative t gives -r, even -0; t = +-0 gives +0); the two power-of-two
+// scalings on each side are one (exact either way: every factor and product is in the normal range for MX
+// formats); |t| < 2^mbits, so truncation is floor without the 2^23 test; zeros and subnormals need no -127 case
+// (their exponent is below min_exp whatever the threshold says).
+template <int R, bool kIsFloat, class Lookup>
+ASSAY_AVX2 __m256 block_element(__m256 s, const ElementFormat& f, const Lookup& thresholds) {
+  const __m256 a = _mm256_and_ps(s, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+  __m256 t, back;
+  if constexpr (kIsFloat) {
+    const __m256i bits = _mm256_castps_si256(a);
+    const __m256i unbiased = _mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127));
+    const __m256i fraction = _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffff));
+    const __m256i up = _mm256_cmpgt_epi32(fraction, _mm256_sub_epi32(thresholds(unbiased), _mm256_set1_epi32(1)));  // >=
+    const __m256i e = _mm256_max_epi32(_mm256_sub_epi32(unbiased, up), _mm256_set1_epi32(f.min_exp));
+    t = _mm256_mul_ps(a, pow2(_mm256_sub_epi32(_mm256_set1_epi32(f.mbits - 2), e)));
+    back = pow2(_mm256_add_epi32(_mm256_set1_epi32(2 - f.mbits), e));
+  } else {
+    t = _mm256_mul_ps(a, _mm256_set1_ps(pow2_normal(f.mbits - 2)));
+    back = _mm256_set1_ps(pow2_normal(2 - f.mbits));
+  }
+  __m256 r;
+  if constexpr (R == kNearest) {
+    r = _mm256_cvtepi32_ps(_mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_set1_ps(0.5f))));
+  } else if constexpr (R == kEven) {
+    const __m256 d = _mm256_sub_ps(t, _mm256_set1_ps(0.5f));
+    const __m256i di = _mm256_cvttps_epi32(d);
+    const __m256 integral = _mm256_cmp_ps(_mm256_cvtepi32_ps(di), d, _CMP_EQ_OQ);
+    const __m256 even = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(di, _mm256_set1_epi32(1)), _mm256_setzero_si256()));
+    const __m256 tie = _mm256_and_ps(_mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_GE_OQ), _mm256_and_ps(integral, even));
+    r = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_set1_ps(0.5f)))),
+                      _mm256_and_ps(tie, _mm256_set1_ps(1.0f)));
+  } else {
+    r = _mm256_cvtepi32_ps(_mm256_cvttps_epi32(t));
+  }
+  const __m256 y = _mm256_min_ps(_mm256_mul_ps(r, back), _mm256_set1_ps(f.max_norm));
+  const __m256 negative = _mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_LT_OQ);
+  return _mm256_or_ps(y, _mm256_and_ps(negative, _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(0x80000000u)))));
+}
 
 template <int R, bool kIsFloat, bool kSaturate, class Lookup>
 ASSAY_AVX2 __m256 element(__m256 s, const ElementFormat& f, const Lookup& thresholds) {
@@ -142,11 +190,12 @@ __attribute__((target("avx2"))) void run_contiguous_avx2(const float* in, float*
 }
 // Whole blocks of a row (inner == 1, block_size a multiple of 8, deterministic rounding): the block maximum and the
 // elements on 8 lanes, one call for a run of blocks. The same operations as blocked_rows' scalar path.
-template <int R, bool kIsFloat, bool kSaturate>
+template <int R, bool kIsFloat, bool kSaturate, int kTables>
 __attribute__((target("avx2"))) void run_blocks_avx2(const float* in, float* out, int64_t blocks, int64_t block_size,
                                                       int emax, const ElementFormat& f, const Thresholds& th) {
+  static_assert(kSaturate, "block formats saturate");
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  const avx2::RegisterThresholds thresholds(th, f.min_exp);
+  const avx2::RegisterThresholds<kTables> thresholds(th, f.min_exp);
   for (int64_t b = 0; b < blocks; ++b, in += block_size, out += block_size) {
     __m256 amax = _mm256_setzero_ps(), unordered = _mm256_setzero_ps();
     for (int64_t k = 0; k < block_size; k += 8) {
@@ -166,7 +215,7 @@ __attribute__((target("avx2"))) void run_blocks_avx2(const float* in, float* out
     const __m256 vdown = _mm256_set1_ps(s.down), vup = _mm256_set1_ps(s.up);
     for (int64_t k = 0; k < block_size; k += 8) {
       const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(in + k), vdown);
-      _mm256_storeu_ps(out + k, _mm256_mul_ps(avx2::element<R, kIsFloat, kSaturate>(v, f, thresholds), vup));
+      _mm256_storeu_ps(out + k, _mm256_mul_ps(avx2::block_element<R, kIsFloat>(v, f, thresholds), vup));
     }
   }
 }
@@ -213,7 +262,12 @@ void blocked_rows(const Problem& p, const Thresholds& th) {
       if (vector_blocks && b < whole) {  // a run of whole blocks within this row, on 8 lanes
         const int64_t run = std::min(end - task, whole - b);
         with_element_kind<R>(p.format, [&]<int R2, bool F, bool S>() {
-          run_blocks_avx2<R2, F, S>(in, out, run, p.block_size, p.emax, p.format, th);
+          if constexpr (S) {  // (always: block formats saturate)
+            const int binades = p.emax - p.format.min_exp + 2;  // the thresholds that matter (RegisterThresholds)
+            if (binades <= 8) return run_blocks_avx2<R2, F, S, 1>(in, out, run, p.block_size, p.emax, p.format, th);
+            if (binades <= 16) return run_blocks_avx2<R2, F, S, 2>(in, out, run, p.block_size, p.emax, p.format, th);
+            run_blocks_avx2<R2, F, S, 4>(in, out, run, p.block_size, p.emax, p.format, th);
+          }
         });
         task += run;
         continue;

@@ -303,4 +303,34 @@ TEST(Mx, RejectsBadArguments) {
   EXPECT_THROW(mx::pack(torch::ones({4}), {.format = Format::bf16}), std::invalid_argument);
 }
 
+TEST(Mx, QuantizeOutWritesWhatQuantizeReturns) {
+  torch::manual_seed(5);
+  auto x = torch::randn({7, 100}) * 3;
+  x[2][5] = NAN;
+  x[4].zero_();
+  x[5][0] = -0.0f;
+  for (auto format : {mx::Format::fp8_e4m3, mx::Format::fp8_e5m2, mx::Format::fp6_e3m2, mx::Format::fp4_e2m1, mx::Format::int8,
+                      mx::Format::bf16}) {
+    for (auto rounding : {mx::Rounding::nearest, mx::Rounding::even, mx::Rounding::floor, mx::Rounding::stochastic}) {
+      for (int64_t axis : {-1, 0}) {
+        const mx::QuantizeOptions o{.format = format, .axis = axis, .rounding = rounding, .seed = 3};
+        auto out = torch::full_like(x, 123.0f);
+        auto& returned = mx::quantize_out(out, x, o);
+        EXPECT_EQ(&returned, &out);
+        auto expected = mx::quantize(x, o);
+        // Bitwise (NaN == NaN, -0 != +0).
+        EXPECT_TRUE(torch::equal(out.view(torch::kInt32), expected.view(torch::kInt32))) << mx::info(format).name;
+      }
+    }
+  }
+  auto wrong_shape = torch::empty({7, 99});
+  EXPECT_THROW(mx::quantize_out(wrong_shape, x, {}), std::invalid_argument);
+  auto wrong_dtype = torch::empty({7, 100}, torch::kDouble);
+  EXPECT_THROW(mx::quantize_out(wrong_dtype, x, {}), std::invalid_argument);
+  auto strided = torch::empty({100, 7}).t();
+  EXPECT_THROW(mx::quantize_out(strided, x, {}), std::invalid_argument);
+  auto same = x.clone();
+  EXPECT_THROW(mx::quantize_out(same, same, {}), std::invalid_argument);
+}
+
 }  // namespace
