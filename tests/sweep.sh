@@ -55,13 +55,14 @@ kill -9 -- -$pid; wait $pid 2>/dev/null || true
 expect_exit 0 "$ASSAY" status "$WORK/long"
 grep -q "running" "$WORK/out" || fail "no run was interrupted mid-way: make the runs longer"
 # SIGTERM to the launcher alone reaches its runs: they checkpoint, say interrupted, and it exits 130.
-"$ASSAY" sweep "$WORK/long.toml" --jobs 2 --out "$WORK/long" > "$WORK/long.log" 2>&1 &
+# (Runs long enough that none can finish first, even on a fast machine; the signal once a run has checkpointed.)
+"$ASSAY" sweep "$WORK/long.toml" run.steps=1000000 --jobs 2 --out "$WORK/term" > "$WORK/term.log" 2>&1 &
 pid=$!
-sleep 1
+for _ in $(seq 3000); do ls -d "$WORK"/term/*/checkpoints/step-*[0-9] > /dev/null 2>&1 && break; sleep 0.01; done
 kill -TERM $pid
 code=0; wait $pid || code=$?
-[ $code -eq 130 ] || { cat "$WORK/long.log" >&2; fail "a sweep sent SIGTERM exited $code, expected 130"; }
-expect_exit 0 "$ASSAY" status "$WORK/long"
+[ $code -eq 130 ] || { cat "$WORK/term.log" >&2; fail "a sweep sent SIGTERM exited $code, expected 130"; }
+expect_exit 0 "$ASSAY" status "$WORK/term"
 grep -q "interrupted" "$WORK/out" || fail "SIGTERM to the sweep interrupted none of its runs"
 expect_exit 0 "$ASSAY" sweep "$WORK/long.toml" --jobs 2 --out "$WORK/long"
 expect_exit 0 "$ASSAY" status "$WORK/long"
