@@ -246,11 +246,9 @@ void elementwise(const Problem& p, const Thresholds& th) {
 template <int R>
 void blocked_rows(const Problem& p, const Thresholds& th) {
   const int64_t blocks = (p.length + p.block_size - 1) / p.block_size;
-  const int64_t whole = p.length / p.block_size;  // blocks of a row without padding
 #if defined(__x86_64__) && defined(__GNUC__)
+  const int64_t whole = p.length / p.block_size;  // blocks of a row without padding
   const bool vector_blocks = kHasAvx2 && R != kStochastic && p.block_size % 8 == 0;
-#else
-  const bool vector_blocks = false;
 #endif
   at::parallel_for(0, p.outer * blocks, std::max<int64_t>(1, (1 << 14) / p.block_size), [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end;) {
@@ -287,8 +285,6 @@ void blocked_rows(const Problem& p, const Thresholds& th) {
       contiguous<R>(in, out, n, s.down, s.up, p.format, th, p.seed, static_cast<uint64_t>(o * p.length + k0));
     }
   });
-  (void)whole;
-  (void)vector_blocks;
 }
 
 // Blocks along a strided axis; one task = one (outer, block) pair with all of its `inner` columns.
