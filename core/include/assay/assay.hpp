@@ -3,6 +3,7 @@
 #include <assay/components.hpp>
 #include <assay/log.hpp>
 #include <assay/multiple_choice.hpp>
+#include <assay/answer_details.hpp>
 #include <assay/options.hpp>
 #include <assay/plugin.hpp>
 #include <assay/recorder.hpp>

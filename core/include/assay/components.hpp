@@ -165,8 +165,9 @@ class Model : public Component, public torch::nn::Module {
   /// the sampler uses it). Default: plain forward(inputs) when `args` is empty, else throws
   /// std::logic_error (the model does not support it).
   virtual at::Tensor forward_with(const at::Tensor& inputs, const ForwardArgs& args);
-  /// The residual stream [B, T, width] after each of `layers` (0 = the embeddings, l = after block l),
-  /// for analyzers and feature extraction. Default: throws std::logic_error.
+  /// The residual stream [B, T, width] after each of `layers` (0 = the embeddings, l = after block l;
+  /// negative l counts from the end: -1 = after the last block), for analyzers, value heads and feature
+  /// extraction. Default: throws std::logic_error.
   virtual std::vector<at::Tensor> hidden_states(const at::Tensor& inputs, const std::vector<int64_t>& layers);
   /// Named parameter groups covering every trainable parameter once. Default: one group "all".
   virtual std::vector<ParamGroup> param_groups();

@@ -212,13 +212,16 @@ class Gpt : public assay::Model {
   }
 
   std::vector<at::Tensor> hidden_states(const at::Tensor& inputs, const std::vector<int64_t>& layers) override {
-    for (auto l : layers) {
-      if (l < 0 || l > options_.layers) {
-        throw std::invalid_argument("gpt: hidden_states layer " + std::to_string(l) + " outside 0.." + std::to_string(options_.layers));
+    auto absolute = layers;
+    for (auto& l : absolute) {
+      if (l < -options_.layers - 1 || l > options_.layers) {
+        throw std::invalid_argument("gpt: hidden_states layer " + std::to_string(l) + " outside " +
+                                    std::to_string(-options_.layers - 1) + ".." + std::to_string(options_.layers));
       }
+      if (l < 0) l += options_.layers + 1;
     }
     std::vector<at::Tensor> states(layers.size());
-    run_blocks(inputs, {}, layers, &states);
+    run_blocks(inputs, {}, absolute, &states);
     return states;
   }
 

@@ -156,6 +156,11 @@ TEST(Gpt, HiddenStatesAreTheResidualStream) {
   auto normed = at::layer_norm(states[0], {32}, final_norm["final_norm.weight"], final_norm["final_norm.bias"], 1e-5);
   EXPECT_TRUE(torch::allclose(torch::matmul(normed, final_norm["head.weight"].t()), model->forward(x), 1e-5, 1e-6));
   EXPECT_THROW(model->hidden_states(x, {3}), std::invalid_argument);
+  // Negative layers count from the end: -1 is the last block's output, -3 the embeddings.
+  auto from_end = model->hidden_states(x, {-1, -3});
+  EXPECT_TRUE(torch::equal(from_end[0], states[0]));
+  EXPECT_TRUE(torch::equal(from_end[1], states[1]));
+  EXPECT_THROW(model->hidden_states(x, {-4}), std::invalid_argument);
 }
 
 TEST(Gpt, DropoutOnlyInTrainingMode) {

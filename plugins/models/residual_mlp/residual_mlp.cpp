@@ -61,13 +61,16 @@ class ResidualMlp : public assay::Model {
     return x;
   }
 
-  // The residual stream [B, d] after each of `layers` (0 = the input, l = after block l).
-  std::vector<at::Tensor> hidden_states(const at::Tensor& inputs, const std::vector<int64_t>& layers) override {
+  // The residual stream [B, d] after each of `layers` (0 = the input, l = after block l, -1 = the last).
+  std::vector<at::Tensor> hidden_states(const at::Tensor& inputs, const std::vector<int64_t>& requested) override {
     const auto depth = static_cast<int64_t>(blocks_.size());
-    for (auto l : layers) {
-      if (l < 0 || l > depth) {
-        throw std::invalid_argument("residual_mlp: hidden_states layer " + std::to_string(l) + " outside 0.." + std::to_string(depth));
+    auto layers = requested;
+    for (auto& l : layers) {
+      if (l < -depth - 1 || l > depth) {
+        throw std::invalid_argument("residual_mlp: hidden_states layer " + std::to_string(l) + " outside " +
+                                    std::to_string(-depth - 1) + ".." + std::to_string(depth));
       }
+      if (l < 0) l += depth + 1;
     }
     std::vector<at::Tensor> states(layers.size());
     auto x = prepare(inputs);

@@ -70,6 +70,8 @@ TEST(ResidualMlp, HiddenRatioAndHiddenStates) {
   EXPECT_TRUE(torch::allclose(states[1], model->forward(inputs)));
   EXPECT_TRUE(torch::allclose(states[2].to(torch::kDouble), reference_forward(*model, inputs, 1), 1e-5, 1e-5));
   EXPECT_THROW(model->hidden_states(inputs, {3}), std::invalid_argument);
+  EXPECT_TRUE(torch::equal(model->hidden_states(inputs, {-1})[0], states[1]));  // -1 = after the last block
+  EXPECT_THROW(model->hidden_states(inputs, {-4}), std::invalid_argument);
 }
 
 TEST(ResidualMlp, GroupsCoverEveryParameterOnce) {
