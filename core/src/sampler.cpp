@@ -1,5 +1,7 @@
 #include <assay/sampler.hpp>
 
+#include "token_draw.hpp"
+
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
@@ -41,35 +43,6 @@ class EvalMode {
   Model& model_;
   bool was_training_;
 };
-
-// Draws one token per row of `logits` [B, V] with uniforms u [B]; returns (token, log-prob).
-std::pair<at::Tensor, at::Tensor> draw(const at::Tensor& logits, const at::Tensor& u, const SamplerOptions& o) {
-  const auto scores = logits.to(at::kFloat);
-  if (o.greedy) {
-    auto token = scores.argmax(-1, true);
-    return {token, scores.log_softmax(-1).gather(-1, token)};
-  }
-  auto scaled = scores / o.temperature;
-  auto logp = scaled.log_softmax(-1);
-  auto kept = scaled;
-  const auto minus_inf = -std::numeric_limits<float>::infinity();
-  if (o.top_k > 0 && o.top_k < scaled.size(-1)) {
-    auto kth = std::get<0>(scaled.topk(o.top_k, -1)).narrow(-1, o.top_k - 1, 1);
-    kept = kept.masked_fill(kept < kth, minus_inf);
-  }
-  if (o.top_p < 1) {
-    auto [sorted, order] = kept.sort(-1, /*descending=*/true);
-    auto probs = sorted.softmax(-1);
-    // Drop a token when the tokens ranked above it already hold top_p (the first is always kept).
-    auto drop = (probs.cumsum(-1) - probs) >= o.top_p;
-    kept = kept.scatter(-1, order, sorted.masked_fill(drop, minus_inf));
-  }
-  // Inverse-CDF sampling: the first token whose cumulative mass exceeds u * total.
-  auto cdf = kept.softmax(-1).to(at::kDouble).cumsum(-1);
-  auto target = u.to(cdf.device()).unsqueeze(-1) * cdf.narrow(-1, cdf.size(-1) - 1, 1);
-  auto token = at::searchsorted(cdf, target, /*out_int32=*/false, /*right=*/true).clamp_max(cdf.size(-1) - 1);
-  return {token, logp.gather(-1, token)};
-}
 
 Samples generate(Model& model, const at::Tensor& prompts, const at::Tensor& prompt_lengths, const SamplerOptions& o,
                  uint64_t seed) {
@@ -120,7 +93,7 @@ Samples generate(Model& model, const at::Tensor& prompts, const at::Tensor& prom
     }
     TORCH_CHECK(logits.dim() == 3, "sampler: the model must return per-token logits [B, T, V], got ", logits.sizes());
     auto u = o.greedy ? at::Tensor() : at::rand({B}, generator, at::kDouble);
-    auto [token, logp] = draw(logits.select(1, logits.size(1) - 1), u, o);
+    auto [token, logp] = draw_tokens(logits.select(1, logits.size(1) - 1), u, o);
     token = token.masked_fill(done, o.pad_token);
     logp = logp.masked_fill(done, 0);
     tokens.narrow(1, i, 1).copy_(token);
@@ -134,6 +107,34 @@ Samples generate(Model& model, const at::Tensor& prompts, const at::Tensor& prom
 }
 
 }  // namespace
+
+std::pair<at::Tensor, at::Tensor> draw_tokens(const at::Tensor& logits, const at::Tensor& u, const SamplerOptions& o) {
+  const auto scores = logits.to(at::kFloat);
+  if (o.greedy) {
+    auto token = scores.argmax(-1, true);
+    return {token, scores.log_softmax(-1).gather(-1, token)};
+  }
+  auto scaled = scores / o.temperature;
+  auto logp = scaled.log_softmax(-1);
+  auto kept = scaled;
+  const auto minus_inf = -std::numeric_limits<float>::infinity();
+  if (o.top_k > 0 && o.top_k < scaled.size(-1)) {
+    auto kth = std::get<0>(scaled.topk(o.top_k, -1)).narrow(-1, o.top_k - 1, 1);
+    kept = kept.masked_fill(kept < kth, minus_inf);
+  }
+  if (o.top_p < 1) {
+    auto [sorted, order] = kept.sort(-1, /*descending=*/true);
+    auto probs = sorted.softmax(-1);
+    // Drop a token when the tokens ranked above it already hold top_p (the first is always kept).
+    auto drop = (probs.cumsum(-1) - probs) >= o.top_p;
+    kept = kept.scatter(-1, order, sorted.masked_fill(drop, minus_inf));
+  }
+  // Inverse-CDF sampling: the first token whose cumulative mass exceeds u * total.
+  auto cdf = kept.softmax(-1).to(at::kDouble).cumsum(-1);
+  auto target = u.to(cdf.device()).unsqueeze(-1) * cdf.narrow(-1, cdf.size(-1) - 1, 1);
+  auto token = at::searchsorted(cdf, target, /*out_int32=*/false, /*right=*/true).clamp_max(cdf.size(-1) - 1);
+  return {token, logp.gather(-1, token)};
+}
 
 Samples sample(Model& model, const at::Tensor& prompts, const at::Tensor& prompt_lengths, const SamplerOptions& o,
                uint64_t seed) {
