@@ -26,6 +26,13 @@
 // Verifiable: train_prompts draws from the fixed train_rl split (rl_prompts = "train_rl", shuffled per
 // epoch, as the reference trains GRPO on it) or fresh uniform problems (rl_prompts = "fresh"); score parses
 // a prompt, recovers the actions from the problem states and accepts exactly the answer above.
+//
+// Answer details (assay::AnswerDetails): checks "plan" and "execution", no forms. A completion is read only
+// when it is well-formed, "S n (A n S n)* <pad>" with every S number a state and every A number an action;
+// then plan = 1 when its actions are the problem's, and execution = 1 when its first state is the prompt's
+// s0 and each next state is T[state][its own action] (right given its own plan, right or wrong). Both
+// are -1 when the prompt holds no problem or the completion is not well-formed (no plan can be read).
+// Both 1 exactly when score says correct.
 #include <assay/assay.hpp>
 #include <assay/sequences.hpp>
 
@@ -112,7 +119,7 @@ std::string json(const std::vector<Row>& table) {
   return out + "]";
 }
 
-class SolutionTree : public assay::Task {
+class SolutionTree : public assay::Task, public assay::AnswerDetails {
  public:
   struct Options {
     int64_t num_states = 20;
@@ -248,9 +255,22 @@ class SolutionTree : public assay::Task {
   assay::PromptBatch eval_prompts(std::string_view split) override { return lookup(eval_prompts_, split); }
 
   assay::Verdict score(const std::vector<int64_t>& prompt, const std::vector<int64_t>& completion) override {
-    const auto expected = answer(prompt);
-    if (!expected || completion != *expected) return {0.0, false};
+    const auto solution = solve(prompt);
+    if (!solution || completion != answer_of(solution->states, solution->actions)) return {0.0, false};
     return {1.0, true};
+  }
+
+  std::vector<std::string> answer_checks() const override { return {"plan", "execution"}; }
+
+  assay::AnswerDetail answer_details(const std::vector<int64_t>& prompt, const std::vector<int64_t>& completion) override {
+    const auto solution = solve(prompt);
+    const auto written = read_answer(completion);
+    if (!solution || !written) return {-1, {-1, -1}};
+    bool executed = written->states[0] == solution->states[0];
+    for (size_t i = 0; executed && i < written->actions.size(); ++i) {
+      executed = written->states[i + 1] == T_[static_cast<size_t>(written->states[i])][static_cast<size_t>(written->actions[i])];
+    }
+    return {-1, {static_cast<int8_t>(written->actions == solution->actions), static_cast<int8_t>(executed)}};
   }
 
   assay::CompletionFormat completion_format() const override { return {{pad_}, pad_, answer_max_}; }
@@ -362,10 +382,15 @@ class SolutionTree : public assay::Task {
     return e;
   }
 
-  // The answer to a prompt the task could write: "S s0 P p0 (C c P p)+ (I r){num_irrelevant} :" with every
+  // States s0..sn and actions a0..a(n-1): a problem's solution, or what a completion writes.
+  struct Path {
+    std::vector<int64_t> states, actions;
+  };
+
+  // The solution of a prompt the task could write: "S s0 P p0 (C c P p)+ (I r){num_irrelevant} :" with every
   // number in its range and every step (p, p') taken by some action (any number of steps >= 1, not only
   // min_actions..max_actions); nothing for anything else.
-  std::optional<std::vector<int64_t>> answer(const std::vector<int64_t>& prompt) const {
+  std::optional<Path> solve(const std::vector<int64_t>& prompt) const {
     const auto& o = options_;
     size_t at = 0;
     // The number after marker `marker` at `at`, when it lies in [0, limit).
@@ -395,7 +420,31 @@ class SolutionTree : public assay::Task {
       if (!read(I_, numbers_)) return std::nullopt;
     }
     if (at + 1 != prompt.size() || prompt[at] != colon_) return std::nullopt;
-    return answer_of(states, actions);
+    return Path{states, actions};
+  }
+
+  // What a well-formed completion "S s0 (A a S s)* <pad>" writes (numbers in range, nothing after <pad>);
+  // nothing for anything else.
+  std::optional<Path> read_answer(const std::vector<int64_t>& completion) const {
+    auto value = [&](size_t at, int64_t marker, int64_t limit) -> std::optional<int64_t> {
+      if (at + 1 >= completion.size() || completion[at] != marker) return std::nullopt;
+      const int64_t id = completion[at + 1];
+      if (id < kFirstNumber || id - kFirstNumber >= limit) return std::nullopt;
+      return id - kFirstNumber;
+    };
+    Path path;
+    size_t at = 0;
+    for (;;) {
+      const auto state = value(at, S_, options_.num_states);
+      if (!state) return std::nullopt;
+      path.states.push_back(*state);
+      at += 2;
+      if (at + 1 == completion.size() && completion[at] == pad_) return path;
+      const auto action = value(at, A_, options_.num_actions);
+      if (!action) return std::nullopt;
+      path.actions.push_back(*action);
+      at += 2;
+    }
   }
 
   template <class Value>

@@ -1,3 +1,4 @@
+#include <assay/answer_details.hpp>
 #include <assay/sequences.hpp>
 
 #include <gtest/gtest.h>
@@ -8,6 +9,7 @@
 #include <cstdlib>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "test_support.hpp"
@@ -729,6 +731,166 @@ TEST(SolutionTree, CompletionFormatStopsAtPadAndFitsTheLongestAnswer) {
   auto small = task({{"min_actions", int64_t{2}}, {"max_actions", int64_t{3}}, {"num_irrelevant", int64_t{0}}});
   EXPECT_EQ(small->completion_format().max_new_tokens, 15);
   EXPECT_EQ(small->shape().input_length, (4 * 3 + 5) + 15 - 1);
+}
+
+// ---- Answer details: plan and execution ----
+
+AnswerDetails& details_of(Task& t) {
+  Context context;
+  context.task = &t;
+  return answer_details_task(context, "solution_tree_test");
+}
+
+// (plan, execution) of a completion.
+std::pair<int, int> checks_of(Task& t, const std::vector<int64_t>& prompt, const std::vector<int64_t>& completion) {
+  AnswerDetail d;
+  EXPECT_NO_THROW(d = details_of(t).answer_details(prompt, completion));
+  EXPECT_EQ(d.form, -1);
+  EXPECT_EQ(d.checks.size(), 2u);
+  if (d.checks.size() != 2) return {-2, -2};
+  return {d.checks[0], d.checks[1]};
+}
+
+// What a completion writes when it is "S s (A a S s)* <pad>" with numbers below 20 (the test's own reading).
+std::optional<Parsed> read_completion(const std::vector<int64_t>& c) {
+  auto number = [&](size_t at) { return at < c.size() && c[at] >= 9 && c[at] < 29 ? static_cast<int>(c[at] - 9) : -1; };
+  Parsed q;
+  if (c.size() < 3 || c.size() % 4 != 3 || c.back() != 2) return std::nullopt;
+  for (size_t at = 0; at + 1 < c.size(); at += 2) {
+    const bool state = at % 4 == 0;
+    if (c[at] != (state ? 4 : 7) || number(at + 1) < 0) return std::nullopt;
+    (state ? q.states : q.actions).push_back(number(at + 1));
+  }
+  return q;
+}
+
+TEST(SolutionTree, AnswerChecksArePlanAndExecutionWithoutForms) {
+  auto t = task(kNone);
+  EXPECT_EQ(details_of(*t).answer_checks(), (std::vector<std::string>{"plan", "execution"}));
+  EXPECT_TRUE(details_of(*t).answer_forms().empty());
+}
+
+TEST(SolutionTree, AnswerDetailsSeparatePlanFromExecution) {
+  auto t = task(kNone);
+  const auto tables = tables_of(kNone);
+  const int64_t pad = 2, S = 4, A = 7;
+  auto T = [&](int64_t s, int64_t a) { return 9 + static_cast<int64_t>(tables.T[static_cast<size_t>(s - 9)][static_cast<size_t>(a - 9)]); };
+  auto next = [](int64_t id) { return 9 + (id - 9 + 1) % 20; };
+  // Executes the actions of answer `c` through T from its first state (answer layout: S s A a S s ... <pad>).
+  auto executed = [&](std::vector<int64_t> c) {
+    for (size_t i = 5; i < c.size(); i += 4) c[i] = T(c[i - 4], c[i - 2]);
+    return c;
+  };
+  using Checks = std::pair<int, int>;
+  for (const auto& split : t->eval_splits()) {
+    auto batch = t->eval_batch(split);
+    for (int64_t r = 0; r < 40; ++r) {
+      const auto e = example_row(batch, r);
+      const auto& answer = e.answer;
+      const std::string where = split + " row " + std::to_string(r) + ": ";
+      auto changed = [&](auto edit) {
+        auto c = answer;
+        edit(c);
+        return c;
+      };
+      EXPECT_EQ(checks_of(*t, e.prompt, answer), Checks(1, 1)) << where << "the true answer";
+      EXPECT_EQ(checks_of(*t, e.prompt, executed(changed([&](auto& c) { c[3] = next(c[3]); }))), Checks(0, 1))
+          << where << "another first action, executed";
+      EXPECT_EQ(checks_of(*t, e.prompt, executed(changed([&](auto& c) { c[c.size() - 4] = next(c[c.size() - 4]); }))), Checks(0, 1))
+          << where << "another last action, executed";
+      EXPECT_EQ(checks_of(*t, e.prompt, changed([&](auto& c) { c[c.size() - 2] = next(c[c.size() - 2]); })), Checks(1, 0))
+          << where << "the right plan, last state wrong";
+      EXPECT_EQ(checks_of(*t, e.prompt, changed([&](auto& c) { c[1] = next(c[1]); })), Checks(1, 0))
+          << where << "the right plan from a wrong start state";
+      EXPECT_EQ(checks_of(*t, e.prompt, executed(changed([&](auto& c) { c[1] = next(c[1]); }))), Checks(1, 0))
+          << where << "the right plan executed from a wrong start state";
+      const int first_state_right = T(answer[1], next(answer[3])) == answer[5];
+      EXPECT_EQ(checks_of(*t, e.prompt, changed([&](auto& c) { c[3] = next(c[3]); })), Checks(0, first_state_right))
+          << where << "another first action, the true states";
+      EXPECT_EQ(checks_of(*t, e.prompt, changed([](auto& c) { c.erase(c.end() - 5, c.end() - 1); })), Checks(0, 1))
+          << where << "one step too few";
+      EXPECT_EQ(checks_of(*t, e.prompt, changed([&](auto& c) { c.insert(c.end() - 1, {A, 12, S, T(c[c.size() - 2], 12)}); })),
+                Checks(0, 1))
+          << where << "one step too many, executed";
+      EXPECT_EQ(checks_of(*t, e.prompt, {S, answer[1], pad}), Checks(0, 1)) << where << "no step";
+      for (const auto& [what, garbage] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+               {"empty", {}},
+               {"only <pad>", {pad}},
+               {"no <pad>", changed([](auto& c) { c.pop_back(); })},
+               {"padding after <pad>", changed([&](auto& c) { c.push_back(pad); })},
+               {"ends after an action", changed([&](auto& c) { c.erase(c.end() - 3, c.end() - 1); })},
+               {"markers swapped", changed([](auto& c) { std::swap(c[0], c[2]); })},
+               {"a number for a marker", changed([](auto& c) { c[2] = 9; })},
+               {"<unk> for a number", changed([](auto& c) { c[3] = 0; })},
+               {"id past the vocabulary", changed([](auto& c) { c[3] = 29; })},
+               {"negative id", changed([](auto& c) { c[1] = -1; })},
+               {"the prompt repeated", changed([&](auto& c) { c.insert(c.begin(), e.prompt.begin(), e.prompt.end()); })}}) {
+        EXPECT_EQ(checks_of(*t, e.prompt, garbage), Checks(-1, -1)) << where << what;
+      }
+      EXPECT_EQ(checks_of(*t, std::vector<int64_t>(e.prompt.begin(), e.prompt.end() - 1), answer), Checks(-1, -1))
+          << where << "a prompt without :";
+    }
+  }
+  // Numbers are read in their own ranges: with 5 actions, "A 7" is no plan.
+  const Values narrow = {{"num_actions", int64_t{5}}};
+  auto n = task(narrow);
+  const auto e = example_row(n->eval_batch("test"), 0);
+  EXPECT_EQ(checks_of(*n, e.prompt, e.answer), Checks(1, 1));
+  auto far = e.answer;
+  far[3] = 9 + 7;
+  EXPECT_EQ(checks_of(*n, e.prompt, far), Checks(-1, -1));
+}
+
+// On random edits of a prompt and its answer: never throws, both checks pass exactly when score says correct,
+// and on the unedited prompt the checks are what the test's own reading of the completion gives.
+TEST(SolutionTree, AnswerDetailsAgreeWithScore) {
+  auto t = task(kNone);
+  const auto vocab = vocabulary();
+  const auto tables = tables_of(kNone);
+  const auto prompt = prompt_row(t->eval_prompts("test"), 3), answer = example_row(t->eval_batch("test"), 3).answer;
+  const Parsed truth = parse_prompt(vocab.decode(prompt), tables);
+  SplitMix64 rng(7);
+  int counts[3][3] = {};
+  for (int i = 0; i < 20000; ++i) {
+    std::vector<int64_t> p = prompt, c = answer;
+    const int edits = static_cast<int>(rng.uniform(1, 3));
+    for (int k = 0; k < edits; ++k) {
+      auto& target = rng.uniform(0, 3) ? c : p;
+      const int64_t id = i % 3 ? rng.uniform(9, 28) : rng.uniform(-3, 32);
+      const auto at = [&](int64_t extra) { return rng.uniform(0, static_cast<int64_t>(target.size()) - 1 + extra); };
+      switch (rng.uniform(0, 2)) {
+        case 0:
+          if (!target.empty()) target[static_cast<size_t>(at(0))] = id;
+          break;
+        case 1:
+          target.insert(target.begin() + at(1), id);
+          break;
+        default:
+          if (!target.empty()) target.erase(target.begin() + at(0));
+      }
+    }
+    const auto [plan, execution] = checks_of(*t, p, c);
+    ASSERT_TRUE(plan >= -1 && plan <= 1 && execution >= -1 && execution <= 1) << plan << " " << execution;
+    ASSERT_EQ(plan == 1 && execution == 1, t->score(p, c).correct) << vocab.decode(p) << " | " << vocab.decode(c);
+    if (p != prompt) continue;
+    counts[plan + 1][execution + 1] += 1;
+    const auto read = read_completion(c);
+    if (!read) {
+      ASSERT_EQ(std::make_pair(plan, execution), std::make_pair(-1, -1)) << vocab.decode(c);
+      continue;
+    }
+    bool consistent = read->states[0] == truth.states[0];
+    for (size_t k = 0; k < read->actions.size(); ++k) {
+      const auto s = static_cast<size_t>(read->states[k]), a = static_cast<size_t>(read->actions[k]);
+      consistent = consistent && read->states[k + 1] == static_cast<int>(tables.T[s][a]);
+    }
+    ASSERT_EQ(plan, read->actions == truth.actions ? 1 : 0) << vocab.decode(c);
+    ASSERT_EQ(execution, consistent ? 1 : 0) << vocab.decode(c);
+  }
+  for (int plan : {0, 1}) {
+    for (int execution : {0, 1}) EXPECT_GT(counts[plan + 1][execution + 1], 0) << "no completion with checks " << plan << " " << execution;
+  }
+  EXPECT_GT(counts[0][0], 0);
 }
 
 void expect_rejected(const Values& changes, const std::string& fragment) {
