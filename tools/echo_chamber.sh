@@ -22,10 +22,13 @@ run() {  # name, then assay run arguments; console output in OUT/name.console
   shift
   "$ASSAY" run "$@" > "$OUT/$name.console" 2>&1 || { echo "FAILED: $name (see $OUT/$name.console)"; return 1; }
 }
+# Overrides of the RL stage (stages.1.*) do not apply to pretrain.toml, which has one stage.
+pretrain_args=()
+for arg in "$@"; do [[ $arg == stages.1.* ]] || pretrain_args+=("$arg"); done
 pids=()
 for size in small large; do
   # shellcheck disable=SC2086
-  run "$size-pretrain" $R/pretrain.toml ${SIZE[$size]} "$@" --out "$OUT/$size-pretrain" &
+  run "$size-pretrain" $R/pretrain.toml ${SIZE[$size]} "${pretrain_args[@]}" --out "$OUT/$size-pretrain" &
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
