@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The echo-chamber study (recipes/papers/echo-chamber/, docs/results/echo-chamber.md): pretrain both model
 # sizes, then every RL variant from each pretraining (assay run --from), all in parallel on this machine
-# (on a GPU the runs share it). Extra arguments are overrides for every run (e.g. run.device=cuda).
+# (on a GPU the runs share it). Extra arguments are overrides for every run (e.g. run.device=cuda);
+# SIZES="large" runs one size only.
 #   bash tools/echo_chamber.sh OUT_DIR [key=value ...]
 #   python3 analysis/echo_chamber.py OUT_DIR          # the table of results
 set -uo pipefail
@@ -26,7 +27,7 @@ run() {  # name, then assay run arguments; console output in OUT/name.console
 pretrain_args=()
 for arg in "$@"; do [[ $arg == stages.1.* ]] || pretrain_args+=("$arg"); done
 pids=()
-for size in small large; do
+for size in ${SIZES:-small large}; do
   # shellcheck disable=SC2086
   run "$size-pretrain" $R/pretrain.toml ${SIZE[$size]} "${pretrain_args[@]}" --out "$OUT/$size-pretrain" &
   pids+=($!)
@@ -35,7 +36,7 @@ for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 [ "$failed" = 0 ] || exit 1
 echo "pretraining done: $(date)"
 pids=()
-for size in small large; do
+for size in ${SIZES:-small large}; do
   for variant in "${VARIANTS[@]}"; do
     read -r name recipe overrides <<< "$variant"
     # shellcheck disable=SC2086
