@@ -2,7 +2,7 @@
 # The echo-chamber study (recipes/papers/echo-chamber/, docs/results/echo-chamber.md): pretrain both model
 # sizes, then every RL variant from each pretraining (assay run --from), all in parallel on this machine
 # (on a GPU the runs share it). Extra arguments are overrides for every run (e.g. run.device=cuda);
-# SIZES="large" runs one size only.
+# SIZES="large" runs one size only; ONLY="grpo-kl0 ei" only those RL variants.
 #   bash tools/echo_chamber.sh OUT_DIR [key=value ...]
 #   python3 analysis/echo_chamber.py OUT_DIR          # the table of results
 set -uo pipefail
@@ -39,6 +39,7 @@ pids=()
 for size in ${SIZES:-small large}; do
   for variant in "${VARIANTS[@]}"; do
     read -r name recipe overrides <<< "$variant"
+    [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $name "* ]] || continue
     # shellcheck disable=SC2086
     run "$size-$name" $R/$recipe.toml ${SIZE[$size]} $overrides "$@" --from "$OUT/$size-pretrain" --out "$OUT/$size-$name" &
     pids+=($!)
