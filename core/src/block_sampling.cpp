@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "token_draw.hpp"
+#include "sampling_support.hpp"
 
 namespace assay {
 
@@ -70,18 +70,6 @@ void check(const at::Tensor& sequences, int64_t rollouts) {
   if (rollouts < 1) throw std::invalid_argument("sample_blocks: rollouts must be >= 1");
 }
 
-class EvalScope {
- public:
-  explicit EvalScope(Model& model) : model_(model), was_training_(model.is_training()) { model_.eval(); }
-  ~EvalScope() { model_.train(was_training_); }
-  EvalScope(const EvalScope&) = delete;
-  EvalScope& operator=(const EvalScope&) = delete;
-
- private:
-  Model& model_;
-  bool was_training_;
-};
-
 /// Writes the [N, B, G] tokens after x in the interleaved layout.
 at::Tensor interleave(const at::Tensor& x, const at::Tensor& tokens) {
   // tokens [N, B, G] -> [N, G, B] -> [N, G B]: index t B + k holds token t of block k.
@@ -94,7 +82,7 @@ BlockSamples sample_blocks(Model& model, const at::Tensor& sequences, const Bloc
                            const SamplerOptions& options, uint64_t seed) {
   check(sequences, rollouts);
   const int64_t L = sequences.size(1), B = layout.blocks(L), G = layout.length, T = L + B * G;
-  EvalScope eval_scope(model);
+  EvalMode eval_mode(model);
   BlockSamples out;
   {
     c10::InferenceMode inference;

@@ -1,4 +1,5 @@
 #include <assay/rollout.hpp>
+#include <assay/recorder.hpp>
 
 #include <ATen/ATen.h>
 #include <torch/serialize/archive.h>
@@ -68,6 +69,15 @@ at::Tensor completion_log_probs(Model& model, const Rollout& rollout, const at::
   auto logits = model.forward(rollout.sequences.index_select(0, rows)) / temperature;  // [n, T + C - 1, V]
   auto index = rollout.positions.index_select(0, rows);
   return logits.gather(1, index.unsqueeze(-1).expand({-1, -1, logits.size(2)})).log_softmax(-1);
+}
+
+void record_greedy_correct(Task& task, Model& model, Recorder& recorder, int64_t step, const CompletionFormat& format,
+                           uint64_t seed) {
+  auto options = completion_options(format);
+  options.greedy = true;
+  for (const auto& split : task.eval_splits()) {
+    recorder.metric("eval." + split + ".greedy_correct", step, roll_out(task, model, task.eval_prompts(split), 1, options, seed).correct_share());
+  }
 }
 
 void ReferencePolicy::snapshot(Model& model) {

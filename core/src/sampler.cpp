@@ -1,6 +1,6 @@
 #include <assay/sampler.hpp>
 
-#include "token_draw.hpp"
+#include "sampling_support.hpp"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -30,19 +30,6 @@ void check(const SamplerOptions& o, const at::Tensor& prompts, const at::Tensor&
     }
   }
 }
-
-// Puts the model in eval mode for the scope of sampling and restores its mode after.
-class EvalMode {
- public:
-  explicit EvalMode(Model& model) : model_(model), was_training_(model.is_training()) { model_.eval(); }
-  ~EvalMode() { model_.train(was_training_); }
-  EvalMode(const EvalMode&) = delete;
-  EvalMode& operator=(const EvalMode&) = delete;
-
- private:
-  Model& model_;
-  bool was_training_;
-};
 
 Samples generate(Model& model, const at::Tensor& prompts, const at::Tensor& prompt_lengths, const SamplerOptions& o,
                  uint64_t seed) {

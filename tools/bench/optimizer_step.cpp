@@ -8,6 +8,7 @@
 #include <torch/optim/adamw.h>
 #include <torch/torch.h>
 
+#include "bench_support.hpp"
 #include "registry.hpp"
 
 #include <algorithm>
@@ -47,11 +48,6 @@ class GptShapes : public assay::Model {
  private:
   std::map<std::string, std::vector<at::Tensor>> groups_;
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 }  // namespace
 
@@ -100,6 +96,6 @@ int main(int argc, char** argv) {
   std::printf("%lld parameters (4-layer d=256 GPT shapes), %d threads, %d rounds x %d steps\n\n",
               static_cast<long long>(parameters), at::get_num_threads(), rounds, steps);
   std::printf("| optimizer (defaults) | ms/step (median) | / adamw (median of rounds) |\n|---|---:|---:|\n");
-  for (const auto& [name, values] : ms) std::printf("| %s | %.3f | %.2f |\n", name.c_str(), median(values), median(ratio[name]));
+  for (const auto& [name, values] : ms) std::printf("| %s | %.3f | %.2f |\n", name.c_str(), bench::median(values), bench::median(ratio[name]));
   return 0;
 }

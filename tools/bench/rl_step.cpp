@@ -22,6 +22,7 @@
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/torch.h>
 
+#include "bench_support.hpp"
 #include "registry.hpp"
 
 #include <algorithm>
@@ -34,11 +35,6 @@
 #include <sstream>
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 double mean(const std::vector<double>& v) {
   double sum = 0;
@@ -337,7 +333,7 @@ int main(int argc, char** argv) {
       return 1;
     }
 
-    const double a_rate = median(round_rate), a_update = median(round_update), a_step = median(round_step);
+    const double a_rate = bench::median(round_rate), a_update = bench::median(round_update), a_step = bench::median(round_step);
     cached_rate.push_back(a_rate);
     update_ms.push_back(a_update);
     python_rate.push_back(p_rate);
@@ -349,30 +345,30 @@ int main(int argc, char** argv) {
     update_ratio.push_back(p_update / a_update);
     step_ratio.push_back(p_step / a_step);
     if (time_uncached) {
-      uncached_rate.push_back(median(round_uncached));
-      cache_ratio.push_back(a_rate / median(round_uncached));
+      uncached_rate.push_back(bench::median(round_uncached));
+      cache_ratio.push_back(a_rate / bench::median(round_uncached));
     }
     std::fprintf(stderr, "round %d: assay %.0f tok/s (uncached %.0f), update %.1f ms, step %.3f s | Python %.0f tok/s, update %.1f ms, step %.3f s\n",
-                 round, a_rate, time_uncached ? median(round_uncached) : 0.0, a_update, a_step, p_rate, p_update, p_step);
+                 round, a_rate, time_uncached ? bench::median(round_uncached) : 0.0, a_update, a_step, p_rate, p_update, p_step);
   }
 
   std::printf("\n| | assay | Python | assay speed / Python speed |\n|---|---:|---:|---:|\n");
-  std::printf("| rollout tok/s, KV cache | %.0f | %.0f | **%.2f** |\n", median(cached_rate), median(python_rate), median(rate_ratio));
+  std::printf("| rollout tok/s, KV cache | %.0f | %.0f | **%.2f** |\n", bench::median(cached_rate), bench::median(python_rate), bench::median(rate_ratio));
   if (time_uncached) {
-    std::printf("| rollout tok/s, recomputed (kv_cache = false) | %.0f | | cached / uncached %.2f |\n", median(uncached_rate),
-                median(cache_ratio));
+    std::printf("| rollout tok/s, recomputed (kv_cache = false) | %.0f | | cached / uncached %.2f |\n", bench::median(uncached_rate),
+                bench::median(cache_ratio));
   }
-  std::printf("| update ms (loss, backward, clip, AdamW) | %.1f | %.1f | **%.2f** |\n", median(update_ms), median(python_update_ms),
-              median(update_ratio));
+  std::printf("| update ms (loss, backward, clip, AdamW) | %.1f | %.1f | **%.2f** |\n", bench::median(update_ms), bench::median(python_update_ms),
+              bench::median(update_ratio));
   const char* phase_names[] = {"loss (forward)", "backward", "clip + AdamW step"};
   for (size_t k = 0; k < phase_ms.size(); ++k) {
-    std::printf("| - %s ms | %.1f | %.1f | |\n", phase_names[k], median(phase_ms[k]), median(python_phase_ms[k]));
+    std::printf("| - %s ms | %.1f | %.1f | |\n", phase_names[k], bench::median(phase_ms[k]), bench::median(python_phase_ms[k]));
   }
   std::printf("| RL step (rollout + %lld update%s) | | | **%.2f** |\n", static_cast<long long>(epochs), epochs > 1 ? "s" : "",
-              median(step_ratio));
+              bench::median(step_ratio));
   std::printf("| mean completion length (tokens) | %.1f | %.1f | |\n", mean(lengths_assay), mean(lengths_python));
-  std::printf("| rollout ms | %.1f | %.1f | |\n", median(rollout_ms), median(python_rollout_ms));
-  std::printf("| of which the verifier (256 score calls), ms | %.2f | | |\n", median(score_ms));
+  std::printf("| rollout ms | %.1f | %.1f | |\n", bench::median(rollout_ms), bench::median(python_rollout_ms));
+  std::printf("| of which the verifier (256 score calls), ms | %.2f | | |\n", bench::median(score_ms));
   std::printf("\nPython greedy check: %s of step 0's greedy completions identical to assay's sampler\n", greedy_agreement.c_str());
   return 0;
 }

@@ -10,6 +10,7 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include "bench_support.hpp"
 #include "registry.hpp"
 
 #include <algorithm>
@@ -20,18 +21,6 @@
 #include <sstream>
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-std::vector<int64_t> parse_list(const std::string& text) {
-  std::vector<int64_t> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) out.push_back(std::stoll(item));
-  return out;
-}
 
 void synchronize(const c10::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize();
@@ -46,7 +35,7 @@ int main(int argc, char** argv) {
   if (std::stoi(args["threads"]) > 0) at::set_num_threads(std::stoi(args["threads"]));
   const c10::Device device(args["device"]);
   const int64_t batch = std::stoll(args["batch"]), prompt = std::stoll(args["prompt"]), vocab = 256;
-  const auto new_tokens = parse_list(args["new"]);
+  const auto new_tokens = bench::parse_list(args["new"]);
   const int rounds = std::stoi(args["rounds"]);
   const int64_t context = prompt + *std::max_element(new_tokens.begin(), new_tokens.end());
 
@@ -121,8 +110,8 @@ int main(int argc, char** argv) {
       speedup.push_back(c / u);
       vs_python.push_back(c / p);
     }
-    std::printf("| %lld | %.0f | %.0f | %.0f | %.2f | %.2f | %s |\n", static_cast<long long>(n), median(cached), median(uncached),
-                median(python), median(speedup), median(vs_python), same ? "yes" : "NO");
+    std::printf("| %lld | %.0f | %.0f | %.0f | %.2f | %.2f | %s |\n", static_cast<long long>(n), bench::median(cached), bench::median(uncached),
+                bench::median(python), bench::median(speedup), bench::median(vs_python), same ? "yes" : "NO");
     std::fflush(stdout);
   }
   return 0;

@@ -7,6 +7,7 @@
 ///     auto& details = assay::answer_details_task(context, "format_share");
 ///     auto d = details.answer_details(prompt, completion);  // d.form indexes details.answer_forms()
 #include <assay/components.hpp>
+#include <assay/sampler.hpp>
 
 #include <cstdint>
 #include <string>
@@ -34,6 +35,21 @@ class AnswerDetails {
   /// answer to `prompt` (its tokens, no padding). Must not throw on malformed completions.
   virtual AnswerDetail answer_details(const std::vector<int64_t>& prompt, const std::vector<int64_t>& completion) = 0;
 };
+
+/// One sampled completion of a prompt, judged.
+struct DetailedCompletion {
+  std::vector<int64_t> prompt;      ///< the prompt's tokens (no padding)
+  std::vector<int64_t> completion;  ///< the generated tokens up to and including the stop token
+  Verdict verdict;                  ///< task.score
+  AnswerDetail detail;              ///< details.answer_details
+};
+
+/// `samples` completions of every prompt, sampled with `options` and judged by the task, in order (completion
+/// j of prompt i at i * samples + j): what format_share and plan_execute count. Each sampler call holds whole
+/// prompts, at most max(samples, batch) sequences; the call starting at prompt f draws with seed ^ f * 0x9e3779b97f4a7c15.
+std::vector<DetailedCompletion> detailed_completions(Task& task, AnswerDetails& details, Model& model, const PromptBatch& prompts,
+                                                     int64_t samples, const SamplerOptions& options, uint64_t seed,
+                                                     int64_t batch = 1024);
 
 /// The context's task as AnswerDetails; throws std::invalid_argument naming `component` (the caller) and the
 /// missing interface when there is no task or it does not implement AnswerDetails.

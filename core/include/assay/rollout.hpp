@@ -36,6 +36,12 @@ Rollout roll_out(Task& task, Model& model, const PromptBatch& prompts, int64_t g
 at::Tensor count_correct(Task& task, Model& model, const PromptBatch& prompts, int64_t samples,
                          const SamplerOptions& options, uint64_t seed, int64_t batch = 1024);
 
+/// Records `eval.<split>.greedy_correct` for every eval split of `task`: the share of the split's prompts whose
+/// greedy completion (through the sampler, ended and padded as `format` says) the task judges correct, as
+/// the RL algorithms record it at their evaluation.
+void record_greedy_correct(Task& task, Model& model, Recorder& recorder, int64_t step, const CompletionFormat& format,
+                           uint64_t seed);
+
 /// log_softmax(logits / temperature) at the completion positions of rollout rows `rows` (int64 [n]):
 /// [n, C, V], differentiable. Gather the completion tokens (rollout.samples.tokens) for per-token log-probs.
 at::Tensor completion_log_probs(Model& model, const Rollout& rollout, const at::Tensor& rows, double temperature);

@@ -107,12 +107,8 @@ class Ebft : public assay::Algorithm {
       recorder_.metric("eval." + split + ".loss", step,
                        at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat), batch.targets.reshape({-1}),
                                          {}, at::Reduction::Mean, -100).item<double>());
-      if (!verifiable()) continue;
-      auto o = assay::completion_options(task_.completion_format());
-      o.greedy = true;
-      recorder_.metric("eval." + split + ".greedy_correct", step,
-                       assay::roll_out(task_, model_, task_.eval_prompts(split), 1, o, seed_).correct_share());
     }
+    if (verifiable()) assay::record_greedy_correct(task_, model_, recorder_, step, task_.completion_format(), seed_);
   }
 
   void save(torch::serialize::OutputArchive& archive) const override { features_.save(archive); }

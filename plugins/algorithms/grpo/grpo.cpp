@@ -48,15 +48,7 @@ class Grpo : public assay::Algorithm {
     return {loss, metrics, weight};
   }
 
-  void evaluate(int64_t step) override {
-    // Greedy exact match on every eval split, through the sampler (what RL changes).
-    for (const auto& split : task_.eval_splits()) {
-      auto prompts = task_.eval_prompts(split);
-      assay::SamplerOptions o = sampler_options();
-      o.greedy = true;
-      recorder_.metric("eval." + split + ".greedy_correct", step, assay::roll_out(task_, model_, prompts, 1, o, seed_).correct_share());
-    }
-  }
+  void evaluate(int64_t step) override { assay::record_greedy_correct(task_, model_, recorder_, step, format_, seed_); }
 
   void save(torch::serialize::OutputArchive& archive) const override { reference_.save(archive); }
   void load(torch::serialize::InputArchive& archive) override { reference_.load(archive, model_); }

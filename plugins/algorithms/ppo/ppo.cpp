@@ -58,15 +58,7 @@ class Ppo : public assay::Algorithm {
     return {loss, metrics, weight};
   }
 
-  void evaluate(int64_t step) override {
-    // Greedy exact match on every eval split, through the sampler (what RL changes), as grpo records it.
-    for (const auto& split : task_.eval_splits()) {
-      auto o = sampler_options();
-      o.greedy = true;
-      recorder_.metric("eval." + split + ".greedy_correct", step,
-                       assay::roll_out(task_, model_, task_.eval_prompts(split), 1, o, seed_).correct_share());
-    }
-  }
+  void evaluate(int64_t step) override { assay::record_greedy_correct(task_, model_, recorder_, step, format_, seed_); }
 
   void save(torch::serialize::OutputArchive& archive) const override {
     reference_.save(archive);

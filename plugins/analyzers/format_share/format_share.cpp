@@ -62,17 +62,18 @@ class FormatShare : public assay::Analyzer {
       const int64_t none = static_cast<int64_t>(forms_.size());
       auto counts = torch::zeros({none + 1, 2}, torch::kLong);  // per form then none: (completions, correct)
       auto* c = counts.data_ptr<int64_t>();
-      for_each_completion(prompts_of(split), step, [&](const std::vector<int64_t>& prompt, const std::vector<int64_t>& completion,
-                                                       const assay::Verdict& verdict) {
-        const int64_t form = details_.answer_details(prompt, completion).form;
+      const uint64_t seed = seed_ ^ (static_cast<uint64_t>(step) << 20);
+      for (const auto& answer : assay::detailed_completions(task_, details_, model_, prompts_of(split), options_.samples, sampler_, seed,
+                                                            options_.batch)) {
+        const int64_t form = answer.detail.form;
         if (form < -1 || form >= none) {
           throw std::logic_error("format_share: the task gave form " + std::to_string(form) + ", outside [-1, " +
                                  std::to_string(none) + ")");
         }
         const int64_t row = form < 0 ? none : form;
         c[2 * row] += 1;
-        c[2 * row + 1] += verdict.correct;
-      });
+        c[2 * row + 1] += answer.verdict.correct;
+      }
       const double total = static_cast<double>(counts.select(1, 0).sum().item<int64_t>());
       if (total == 0) continue;  // a split without prompts
       for (int64_t row = 0; row <= none; ++row) {
@@ -91,28 +92,6 @@ class FormatShare : public assay::Analyzer {
       prompts = {prompts.tokens.narrow(0, 0, options_.max_prompts), prompts.lengths.narrow(0, 0, options_.max_prompts)};
     }
     return prompts;
-  }
-
-  // Calls f(prompt, completion, verdict) for `samples` completions of every prompt; each sampler call holds
-  // whole prompts, at most max(samples, batch) sequences.
-  template <class F>
-  void for_each_completion(const assay::PromptBatch& prompts, int64_t step, F&& f) {
-    const int64_t P = prompts.tokens.size(0), n = options_.samples, per_call = std::max<int64_t>(1, options_.batch / n);
-    for (int64_t first = 0; first < P; first += per_call) {
-      const int64_t count = std::min(per_call, P - first);
-      const uint64_t seed = seed_ ^ (static_cast<uint64_t>(step) << 20) ^ (static_cast<uint64_t>(first) * 0x9e3779b97f4a7c15ULL);
-      auto r = assay::roll_out(task_, model_, {prompts.tokens.narrow(0, first, count), prompts.lengths.narrow(0, first, count)}, n,
-                               sampler_, seed);
-      auto prompt_tokens = r.prompts.tokens.cpu().contiguous(), prompt_lengths = r.prompts.lengths.cpu().contiguous();
-      auto tokens = r.samples.tokens.cpu().contiguous(), lengths = r.samples.lengths.cpu().contiguous();
-      const int64_t T = prompt_tokens.size(1), C = tokens.size(1);
-      for (int64_t i = 0; i < tokens.size(0); ++i) {
-        const int64_t* p = prompt_tokens.data_ptr<int64_t>() + (i / n) * T;
-        const int64_t* t = tokens.data_ptr<int64_t>() + i * C;
-        f(std::vector<int64_t>(p, p + prompt_lengths.data_ptr<int64_t>()[i / n]),
-          std::vector<int64_t>(t, t + lengths.data_ptr<int64_t>()[i]), r.verdicts[static_cast<size_t>(i)]);
-      }
-    }
   }
 
   Options options_;

@@ -69,8 +69,10 @@ class PlanExecute : public assay::Analyzer {
     for (const auto& split : options_.splits) {
       auto counts = torch::zeros({3, 3}, torch::kLong);
       auto* c = counts.data_ptr<int64_t>();
-      for_each_completion(prompts_of(split), step, [&](const std::vector<int64_t>& prompt, const std::vector<int64_t>& completion) {
-        const auto d = details_.answer_details(prompt, completion);
+      const uint64_t seed = seed_ ^ (static_cast<uint64_t>(step) << 20);
+      for (const auto& answer : assay::detailed_completions(task_, details_, model_, prompts_of(split), options_.samples, sampler_, seed,
+                                                            options_.batch)) {
+        const auto& d = answer.detail;
         if (static_cast<int64_t>(d.checks.size()) != check_count_) {
           throw std::logic_error("plan_execute: the task gave " + std::to_string(d.checks.size()) + " checks for " +
                                  std::to_string(check_count_) + " names");
@@ -81,7 +83,7 @@ class PlanExecute : public assay::Analyzer {
                                  " (each must be -1, 0 or 1)");
         }
         c[3 * (plan + 1) + execution + 1] += 1;
-      });
+      }
       auto at = [&](int plan, int execution) { return static_cast<double>(c[3 * (plan + 1) + execution + 1]); };
       auto plans = [&](int plan) { return at(plan, -1) + at(plan, 0) + at(plan, 1); };
       const double total = plans(-1) + plans(0) + plans(1);
@@ -104,28 +106,6 @@ class PlanExecute : public assay::Analyzer {
       prompts = {prompts.tokens.narrow(0, 0, options_.max_prompts), prompts.lengths.narrow(0, 0, options_.max_prompts)};
     }
     return prompts;
-  }
-
-  // Calls f(prompt, completion) for `samples` completions of every prompt; each sampler call holds whole
-  // prompts, at most max(samples, batch) sequences.
-  template <class F>
-  void for_each_completion(const assay::PromptBatch& prompts, int64_t step, F&& f) {
-    const int64_t P = prompts.tokens.size(0), n = options_.samples, per_call = std::max<int64_t>(1, options_.batch / n);
-    for (int64_t first = 0; first < P; first += per_call) {
-      const int64_t count = std::min(per_call, P - first);
-      const uint64_t seed = seed_ ^ (static_cast<uint64_t>(step) << 20) ^ (static_cast<uint64_t>(first) * 0x9e3779b97f4a7c15ULL);
-      auto prompt_tokens = prompts.tokens.narrow(0, first, count), prompt_lengths = prompts.lengths.narrow(0, first, count);
-      auto samples = assay::sample(model_, prompt_tokens.repeat_interleave(n, 0), prompt_lengths.repeat_interleave(n, 0), sampler_, seed);
-      prompt_tokens = prompt_tokens.cpu().contiguous();
-      prompt_lengths = prompt_lengths.cpu().contiguous();
-      auto tokens = samples.tokens.cpu().contiguous(), lengths = samples.lengths.cpu().contiguous();
-      const int64_t T = prompt_tokens.size(1), C = tokens.size(1);
-      for (int64_t i = 0; i < tokens.size(0); ++i) {
-        const int64_t* p = prompt_tokens.data_ptr<int64_t>() + (i / n) * T;
-        const int64_t* t = tokens.data_ptr<int64_t>() + i * C;
-        f(std::vector<int64_t>(p, p + prompt_lengths.data_ptr<int64_t>()[i / n]), std::vector<int64_t>(t, t + lengths.data_ptr<int64_t>()[i]));
-      }
-    }
   }
 
   Options options_;

@@ -1,6 +1,9 @@
-// The sampler's token choice, shared by sample() and sample_blocks() so both follow the same rules.
+// What sample() and sample_blocks() share: the token choice (so both follow the same rules) and the eval-mode
+// scope.
 #pragma once
 #include <assay/sampler.hpp>
+
+#include <assay/components.hpp>
 
 #include <ATen/core/Tensor.h>
 
@@ -12,5 +15,18 @@ namespace assay {
 /// inverse-CDF sampling of softmax(logits / temperature) after top-k and top-p truncation. Returns
 /// (token, log-prob) as [R, 1] each; the log-prob is under softmax(logits / temperature), before truncation.
 std::pair<at::Tensor, at::Tensor> draw_tokens(const at::Tensor& logits, const at::Tensor& u, const SamplerOptions& o);
+
+/// Puts the model in eval mode for its scope and restores the mode it had.
+class EvalMode {
+ public:
+  explicit EvalMode(Model& model) : model_(model), was_training_(model.is_training()) { model_.eval(); }
+  ~EvalMode() { model_.train(was_training_); }
+  EvalMode(const EvalMode&) = delete;
+  EvalMode& operator=(const EvalMode&) = delete;
+
+ private:
+  Model& model_;
+  bool was_training_;
+};
 
 }  // namespace assay
