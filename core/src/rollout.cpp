@@ -1,4 +1,6 @@
 #include <assay/rollout.hpp>
+
+#include <ATen/autocast_mode.h>
 #include <assay/recorder.hpp>
 
 #include <ATen/ATen.h>
@@ -94,6 +96,9 @@ void ReferencePolicy::swap(Model& model) {
     params[i].detach().copy_(parameters_[i]);
     parameters_[i] = held;
   }
+  // Autocast caches the low-precision copy of each weight by tensor, not by value: drop the copies of the
+  // weights just replaced, or the next forward in this autocast scope would use them.
+  at::autocast::clear_cache();
 }
 
 void ReferencePolicy::save(torch::serialize::OutputArchive& archive) const {

@@ -35,7 +35,8 @@ class Ppo : public assay::Algorithm {
     const auto& r = rollout_.rollout;
     const int64_t n = r.sequences.size(0);
     auto chunks = torch::arange(n, r.positions.options()).tensor_split(micro_count);
-    if (micro == 0) {
+    if (step != critic_step_) {  // once per step on every rank (under --nproc a rank's first micro is not 0)
+      critic_step_ = step;
       value_loss_ = critic_.update(model_, r, chunks, rollout_.old_values, rollout_.returns);
     }
     const auto& rows = chunks[static_cast<size_t>(micro)];
@@ -136,7 +137,7 @@ class Ppo : public assay::Algorithm {
   assay::ReferencePolicy reference_;
   ppo::Critic critic_;
   Prepared rollout_;
-  int64_t rollout_step_ = -1;
+  int64_t rollout_step_ = -1, critic_step_ = -1;
   double value_loss_ = 0;
 };
 

@@ -9,6 +9,7 @@
 #include <assay/components.hpp>
 #include <assay/rollout.hpp>
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <memory>
@@ -19,6 +20,22 @@
 #include "ppo_objective.hpp"
 
 namespace ppo {
+
+/// The critic runs in full precision: its gradient is taken apart from the host's fp16 loss scaling, and its
+/// values feed the advantages. Turns autocast off on `device` for the scope.
+class FullPrecision {
+ public:
+  explicit FullPrecision(c10::DeviceType device) : device_(device), was_enabled_(at::autocast::is_autocast_enabled(device)) {
+    at::autocast::set_autocast_enabled(device_, false);
+  }
+  ~FullPrecision() { at::autocast::set_autocast_enabled(device_, was_enabled_); }
+  FullPrecision(const FullPrecision&) = delete;
+  FullPrecision& operator=(const FullPrecision&) = delete;
+
+ private:
+  c10::DeviceType device_;
+  bool was_enabled_;
+};
 
 class Critic {
  public:
@@ -43,6 +60,7 @@ class Critic {
   /// Values [n, C] of rollout rows `rows`, without gradients.
   at::Tensor values(assay::Model& model, const assay::Rollout& rollout, const at::Tensor& rows) {
     torch::NoGradGuard no_grad;
+    FullPrecision full_precision(rollout.sequences.device().type());
     return with_trunk(model, [&] { return predict(model, rollout, rows); });
   }
 
@@ -50,6 +68,7 @@ class Critic {
   /// share of completion tokens, so the gradient is the whole rollout's); returns the loss.
   double update(assay::Model& model, const assay::Rollout& rollout, const std::vector<at::Tensor>& chunks,
                 const at::Tensor& old_values, const at::Tensor& returns) {
+    FullPrecision full_precision(rollout.sequences.device().type());
     auto parameters = trainable(model);
     std::vector<at::Tensor> gradients(parameters.size());
     const double tokens = std::max(1.0, rollout.mask.sum().item<double>());
@@ -172,6 +191,7 @@ class Critic {
       params[i].detach().copy_(trunk_[i]);
       trunk_[i].detach().copy_(held);
     }
+    at::autocast::clear_cache();  // autocast caches weight casts by tensor, not by value (as ReferencePolicy)
   }
 
   PpoOptions options_;

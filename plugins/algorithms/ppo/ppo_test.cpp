@@ -225,6 +225,10 @@ TEST(Ppo, MicroBatchesAddUpAndSaveLoadContinuesIdentically) {
     parts += out.loss.item<double>() * out.weight;
   }
   EXPECT_NEAR(parts, one, 1e-6);
+  // The critic's weights and AdamW state came through the checkpoint: step 5 starts a rollout whose values
+  // come from the critic after its steps 3 and 4, in both runs.
+  algorithm->loss(4, 0, 1);
+  EXPECT_EQ(algorithm->loss(5, 0, 1).loss.item<double>(), resumed->loss(5, 0, 1).loss.item<double>());
 }
 
 TEST(Ppo, RefusesATaskWithoutAVerifier) {
