@@ -1,10 +1,11 @@
+#include <assay/recorder.hpp>
 #include <assay/rollout.hpp>
 
-#include <ATen/autocast_mode.h>
-#include <assay/recorder.hpp>
-
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/serialize/archive.h>
+
+#include "sampling_support.hpp"
 
 #include <algorithm>
 #include <string>
@@ -23,7 +24,7 @@ Rollout roll_out(Task& task, Model& model, const PromptBatch& prompts, int64_t g
   r.prompts = prompts;
   r.group_size = group_size;
   auto tokens = prompts.tokens.repeat_interleave(group_size, 0), lengths = prompts.lengths.repeat_interleave(group_size, 0);
-  r.samples = sample(model, tokens, lengths, options, seed);
+  r.samples = sample_groups(model, tokens, lengths, group_size, options, seed);  // each prompt encoded once
 
   auto prompt_tokens = prompts.tokens.cpu().contiguous(), prompt_lengths = prompts.lengths.cpu();
   auto generated = r.samples.tokens.cpu().contiguous(), generated_lengths = r.samples.lengths.cpu();

@@ -31,8 +31,33 @@ void check(const SamplerOptions& o, const at::Tensor& prompts, const at::Tensor&
   }
 }
 
+// The prefill of rows that come in runs of `group` equal prompts: each distinct prompt once, then its cache
+// rows and last logits repeated. False (and the cache untouched) when the model's cache tensors are not
+// batch-major, which the SDK leaves to the model: the caller then prefills every row.
+bool prefill_groups(Model& model, const at::Tensor& inputs, const ForwardArgs& args, int64_t group, KVCache& cache, at::Tensor& logits) {
+  const int64_t B = inputs.size(0);
+  auto firsts = at::arange(0, B, group, inputs.options());
+  KVCache distinct;
+  distinct.capacity = cache.capacity;
+  ForwardArgs first_args{args.attention_mask.defined() ? args.attention_mask.index_select(0, firsts) : at::Tensor(),
+                         args.position_ids.defined() ? args.position_ids.index_select(0, firsts) : at::Tensor(), &distinct};
+  auto distinct_logits = model.forward_with(inputs.index_select(0, firsts), first_args);
+  const int64_t P = firsts.size(0);
+  for (const auto* tensors : {&distinct.keys, &distinct.values}) {
+    for (const auto& t : *tensors) {
+      if (!t.defined() || t.dim() == 0 || t.size(0) != P) return false;
+    }
+  }
+  for (auto* tensors : {&distinct.keys, &distinct.values}) {
+    for (auto& t : *tensors) t = t.repeat_interleave(group, 0);
+  }
+  cache = std::move(distinct);
+  logits = distinct_logits.narrow(1, distinct_logits.size(1) - 1, 1).repeat_interleave(group, 0);
+  return true;
+}
+
 Samples generate(Model& model, const at::Tensor& prompts, const at::Tensor& prompt_lengths, const SamplerOptions& o,
-                 uint64_t seed) {
+                 uint64_t seed, int64_t group) {
   const auto device = prompts.device();
   const int64_t B = prompts.size(0), new_tokens = o.max_new_tokens;
   const auto lengths = prompt_lengths.defined() ? prompt_lengths.to(device) : at::full({B}, prompts.size(1), prompts.options());
@@ -73,7 +98,9 @@ Samples generate(Model& model, const at::Tensor& prompts, const at::Tensor& prom
     if (o.kv_cache) {
       const int64_t from = i == 0 ? 0 : end - 1;
       ForwardArgs args{mask_for(from, end), padded ? positions.narrow(1, from, end - from) : at::Tensor(), &cache};
-      logits = model.forward_with(sequence.narrow(1, from, end - from), args);
+      if (i > 0 || group == 1 || !prefill_groups(model, sequence.narrow(1, from, end - from), args, group, cache, logits)) {
+        logits = model.forward_with(sequence.narrow(1, from, end - from), args);
+      }
     } else {
       ForwardArgs args{mask_for(0, end), positions.narrow(1, 0, end), nullptr};
       logits = padded ? model.forward_with(sequence.narrow(1, 0, end), args) : model.forward(sequence.narrow(1, 0, end));
@@ -125,14 +152,22 @@ std::pair<at::Tensor, at::Tensor> draw_tokens(const at::Tensor& logits, const at
 
 Samples sample(Model& model, const at::Tensor& prompts, const at::Tensor& prompt_lengths, const SamplerOptions& o,
                uint64_t seed) {
+  return sample_groups(model, prompts, prompt_lengths, 1, o, seed);
+}
+
+Samples sample_groups(Model& model, const at::Tensor& prompts, const at::Tensor& prompt_lengths, int64_t group,
+                      const SamplerOptions& o, uint64_t seed) {
   check(o, prompts, prompt_lengths);
+  if (group < 1 || prompts.size(0) % group != 0) {
+    throw std::invalid_argument("sampler: " + std::to_string(prompts.size(0)) + " prompts do not come in groups of " + std::to_string(group));
+  }
   EvalMode eval_mode(model);
   Samples s;
   {
     // Inference mode skips autograd bookkeeping on every op (a large share of a small decode step's cost);
     // the results are cloned out of it, so callers may use them with autograd (e.g. as RL training data).
     c10::InferenceMode inference;
-    s = generate(model, prompts, prompt_lengths, o, seed);
+    s = generate(model, prompts, prompt_lengths, o, seed, group);
   }
   return {s.tokens.clone(), s.logprobs.clone(), s.lengths.clone()};
 }

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include "sampling_support.hpp"
 #include "test_support.hpp"
 
 namespace assay {
@@ -199,6 +200,27 @@ TEST(Sampler, CudaGeneratesWhatCpuGenerates) {
     EXPECT_TRUE(torch::equal(cuda.tokens.cpu(), cpu.tokens)) << kv_cache;
     EXPECT_LT((cuda.logprobs.cpu() - cpu.logprobs).abs().max().item<double>(), 1e-6) << kv_cache;  // float32 log-probs
   }
+}
+
+// roll_out's layout: each prompt repeated `group` times. Encoding each distinct prompt once and repeating its
+// cache rows must sample what encoding every row does (float64: the same tokens, log-probs to rounding).
+TEST(Sampler, GroupedPrefillSamplesWhatEveryRowsPrefillDoes) {
+  auto m = model();
+  auto [tokens, lengths] = prompts();  // lengths 5, 2, 7: padded
+  const int64_t group = 4;
+  auto repeated = tokens.repeat_interleave(group, 0), repeated_lengths = lengths.repeat_interleave(group, 0);
+  for (const bool greedy : {false, true}) {
+    auto o = options(10);
+    o.greedy = greedy;
+    o.temperature = 0.9;
+    auto plain = sample(*m, repeated, repeated_lengths, o, 5);
+    auto grouped = sample_groups(*m, repeated, repeated_lengths, group, o, 5);
+    EXPECT_TRUE(torch::equal(grouped.tokens, plain.tokens)) << greedy;
+    EXPECT_TRUE(torch::equal(grouped.lengths, plain.lengths));
+    EXPECT_TRUE(torch::allclose(grouped.logprobs, plain.logprobs, 1e-6, 1e-6));
+    if (!greedy) EXPECT_FALSE(torch::equal(grouped.tokens[0], grouped.tokens[1]));  // a group's samples differ
+  }
+  EXPECT_THROW(sample_groups(*m, repeated.narrow(0, 0, 7), repeated_lengths.narrow(0, 0, 7), group, options(4), 0), std::invalid_argument);
 }
 
 }  // namespace
