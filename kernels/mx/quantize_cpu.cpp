@@ -1,7 +1,9 @@
-// CPU backend: parallel over blocks (at::parallel_for), the shared element arithmetic of element.hpp. The contiguous
-// loops are compiled twice, for baseline x86-64 and for AVX2 (picked at run time), so that the branch-free element
-// code vectorizes (with gathers for the log2 thresholds). Neither variant may contract a*b+c into an FMA: the
-// project builds with -std=c++20 (ISO), whose default is -ffp-contract=off, and AVX2 alone brings no FMA.
+// CPU backend: parallel over blocks (at::parallel_for), the shared element arithmetic of element.hpp. The loops are
+// compiled for baseline x86-64 and, picked at run time, hand-written AVX2 on 8 lanes: blocks along a row, blocks
+// along a strided axis (8 columns per register, a scale per lane) and elementwise rounding, every rounding mode
+// (stochastic draws the same SplitMix64 stream as the scalar code, 4 x 64-bit lanes at a time). Neither variant may
+// contract a*b+c into an FMA: the project builds with -std=c++20 (ISO), whose default is -ffp-contract=off, and AVX2
+// alone brings no FMA.
 #include "backend.hpp"
 
 #include <ATen/Parallel.h>
@@ -14,6 +16,8 @@
 
 namespace assay::mx::detail {
 namespace {
+
+constexpr int64_t kColumnChunk = 64;  // columns of a strided block handled together (their scales live on the stack)
 
 // Quantizes n contiguous values scaled by `down` (then `up`), elements numbered from `first` for stochastic rounding.
 template <int R, bool kIsFloat, bool kSaturate>
@@ -39,12 +43,24 @@ ASSAY_AVX2 __m256 floor_nonnegative(__m256 x) {
   return select(_mm256_cmp_ps(x, _mm256_set1_ps(8388608.0f), _CMP_LT_OQ), truncated, x);
 }
 
-// The log2 thresholds of 8 lanes' binades (unbiased exponents) by a gather from the whole table.
+// Thresholds answer "does log2 round up to the next binade": a mask per lane from its binade (unbiased exponent)
+// and 23-bit fraction.
+//
+// From the whole table, for elementwise rounding (any binade). Every threshold lies in the top 4096 fractions of its
+// binade (formats.cpp), so a vector whose fractions are all below the smallest threshold needs no gather (almost
+// every vector: the gather is the slow part).
 struct GatherThresholds {
   const Thresholds& th;
-  ASSAY_AVX2 __m256i operator()(__m256i unbiased) const {
+  __m256i smallest_minus_one;
+  __attribute__((target("avx2"))) explicit GatherThresholds(const Thresholds& table) : th(table) {
+    static const uint32_t smallest = *std::min_element(table.fraction, table.fraction + kThresholdCount);  // one table
+    smallest_minus_one = _mm256_set1_epi32(static_cast<int>(smallest) - 1);
+  }
+  ASSAY_AVX2 __m256i up(__m256i unbiased, __m256i fraction) const {
+    if (_mm256_testz_si256(_mm256_cmpgt_epi32(fraction, smallest_minus_one), _mm256_set1_epi32(-1))) return _mm256_setzero_si256();
     const __m256i index = _mm256_min_epi32(_mm256_add_epi32(unbiased, _mm256_set1_epi32(149)), _mm256_set1_epi32(kThresholdCount - 1));
-    return _mm256_i32gather_epi32(reinterpret_cast<const int*>(th.fraction), index, 4);
+    const __m256i threshold = _mm256_i32gather_epi32(reinterpret_cast<const int*>(th.fraction), index, 4);
+    return _mm256_cmpgt_epi32(fraction, _mm256_sub_epi32(threshold, _mm256_set1_epi32(1)));  // >=
   }
 };
 
@@ -63,8 +79,11 @@ struct RegisterThresholds {
   static __attribute__((target("avx2"))) __m256i load(const uint32_t* p) {
     return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
   }
+  ASSAY_AVX2 __m256i up(__m256i unbiased, __m256i fraction) const {
+    return _mm256_cmpgt_epi32(fraction, _mm256_sub_epi32(lookup(unbiased), _mm256_set1_epi32(1)));  // >=
+  }
   // permutevar8x32 reads the low 3 bits of each index, so every table is indexed by the same vector.
-  ASSAY_AVX2 __m256i operator()(__m256i unbiased) const {
+  ASSAY_AVX2 __m256i lookup(__m256i unbiased) const {
     const __m256i index = _mm256_max_epi32(_mm256_sub_epi32(unbiased, _mm256_set1_epi32(first)), _mm256_setzero_si256());
     __m256i out = _mm256_permutevar8x32_epi32(table[0], index);
     if constexpr (kTables >= 2) {
@@ -80,6 +99,38 @@ struct RegisterThresholds {
   }
 };
 
+// uniform() of 8 consecutive element indices: SplitMix64 on 4 x 64-bit lanes per register. AVX2 has no 64-bit
+// multiply, so each is three 32 x 32 -> 64-bit products; the counters step by 8 * kGolden (stream_counter).
+ASSAY_AVX2 __m256i mul64(__m256i a, uint64_t c) {
+  const __m256i low = _mm256_set1_epi64x(static_cast<int64_t>(c & 0xffffffffu));
+  const __m256i high = _mm256_set1_epi64x(static_cast<int64_t>(c >> 32));
+  const __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), low), _mm256_mul_epu32(a, high));
+  return _mm256_add_epi64(_mm256_mul_epu32(a, low), _mm256_slli_epi64(cross, 32));
+}
+ASSAY_AVX2 __m256i top24(__m256i z) {  // uniform_at's integer: the top 24 bits of the mixed counter
+  z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)), 0xBF58476D1CE4E5B9ull);
+  z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)), 0x94D049BB133111EBull);
+  return _mm256_srli_epi64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 31)), 40);
+}
+struct Uniforms {
+  __m256i low{}, high{};  // the counters of lanes 0-3 and 4-7
+  ASSAY_AVX2 void start(uint64_t seed, uint64_t first) {
+    const uint64_t z = stream_counter(seed, first);
+    low = _mm256_set_epi64x(static_cast<int64_t>(z + 3 * kGolden), static_cast<int64_t>(z + 2 * kGolden),
+                            static_cast<int64_t>(z + kGolden), static_cast<int64_t>(z));
+    high = _mm256_add_epi64(low, _mm256_set1_epi64x(static_cast<int64_t>(4 * kGolden)));
+  }
+  ASSAY_AVX2 __m256 next() {
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);  // each 64-bit lane's low half
+    const __m256i bits = _mm256_permute2x128_si256(_mm256_permutevar8x32_epi32(top24(low), even),
+                                                   _mm256_permutevar8x32_epi32(top24(high), even), 0x20);
+    const __m256i step = _mm256_set1_epi64x(static_cast<int64_t>(8 * kGolden));
+    low = _mm256_add_epi64(low, step);
+    high = _mm256_add_epi64(high, step);
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(bits), _mm256_set1_ps(5.9604644775390625e-8f));  // 2^-24
+  }
+};
+
 // quantize_element for a lane of a block-scaled format (saturating; no Inf/NaN: such blocks are all-NaN before
 // this), with the same float32 results and fewer operations than element(): the magnitude is rounded and the
 // sign put back (the spec's sign(t) * r: negative t gives -r, even -0; t = +-0 gives +0); the two power-of-two
@@ -87,15 +138,14 @@ struct RegisterThresholds {
 // formats); |t| < 2^mbits, so truncation is floor without the 2^23 test; zeros and subnormals need no -127 case
 // (their exponent is below min_exp whatever the threshold says).
 template <int R, bool kIsFloat, class Lookup>
-ASSAY_AVX2 __m256 block_element(__m256 s, const ElementFormat& f, const Lookup& thresholds) {
+ASSAY_AVX2 __m256 block_element(__m256 s, const ElementFormat& f, const Lookup& thresholds, __m256 u) {
   const __m256 a = _mm256_and_ps(s, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
   __m256 t, back;
   if constexpr (kIsFloat) {
     const __m256i bits = _mm256_castps_si256(a);
     const __m256i unbiased = _mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127));
     const __m256i fraction = _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffff));
-    const __m256i up = _mm256_cmpgt_epi32(fraction, _mm256_sub_epi32(thresholds(unbiased), _mm256_set1_epi32(1)));  // >=
-    const __m256i e = _mm256_max_epi32(_mm256_sub_epi32(unbiased, up), _mm256_set1_epi32(f.min_exp));
+    const __m256i e = _mm256_max_epi32(_mm256_sub_epi32(unbiased, thresholds.up(unbiased, fraction)), _mm256_set1_epi32(f.min_exp));
     t = _mm256_mul_ps(a, pow2(_mm256_sub_epi32(_mm256_set1_epi32(f.mbits - 2), e)));
     back = pow2(_mm256_add_epi32(_mm256_set1_epi32(2 - f.mbits), e));
   } else {
@@ -113,6 +163,8 @@ ASSAY_AVX2 __m256 block_element(__m256 s, const ElementFormat& f, const Lookup& 
     const __m256 tie = _mm256_and_ps(_mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_GE_OQ), _mm256_and_ps(integral, even));
     r = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_set1_ps(0.5f)))),
                       _mm256_and_ps(tie, _mm256_set1_ps(1.0f)));
+  } else if constexpr (R == kStochastic) {
+    r = _mm256_cvtepi32_ps(_mm256_cvttps_epi32(_mm256_add_ps(t, u)));
   } else {
     r = _mm256_cvtepi32_ps(_mm256_cvttps_epi32(t));
   }
@@ -122,7 +174,7 @@ ASSAY_AVX2 __m256 block_element(__m256 s, const ElementFormat& f, const Lookup& 
 }
 
 template <int R, bool kIsFloat, bool kSaturate, class Lookup>
-ASSAY_AVX2 __m256 element(__m256 s, const ElementFormat& f, const Lookup& thresholds) {
+ASSAY_AVX2 __m256 element(__m256 s, const ElementFormat& f, const Lookup& thresholds, __m256 u) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   const __m256 a = _mm256_and_ps(s, abs_mask);
   __m256i e = _mm256_setzero_si256();
@@ -131,10 +183,8 @@ ASSAY_AVX2 __m256 element(__m256 s, const ElementFormat& f, const Lookup& thresh
     const __m256i bits = _mm256_castps_si256(a);
     const __m256i field = _mm256_srli_epi32(bits, 23);
     const __m256i unbiased = _mm256_sub_epi32(field, _mm256_set1_epi32(127));
-    const __m256i threshold = thresholds(unbiased);
     const __m256i fraction = _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffff));
-    const __m256i up = _mm256_cmpgt_epi32(fraction, _mm256_sub_epi32(threshold, _mm256_set1_epi32(1)));  // >=
-    const __m256i rounded = _mm256_sub_epi32(unbiased, up);                                           // + 1 where up
+    const __m256i rounded = _mm256_sub_epi32(unbiased, thresholds.up(unbiased, fraction));  // + 1 where up
     e = _mm256_blendv_epi8(rounded, _mm256_set1_epi32(-127), _mm256_cmpeq_epi32(field, _mm256_setzero_si256()));
     e = _mm256_max_epi32(e, _mm256_set1_epi32(f.min_exp));
     t = _mm256_mul_ps(_mm256_mul_ps(s, pow2(_mm256_sub_epi32(_mm256_set1_epi32(1), e))), _mm256_set1_ps(pow2_normal(f.mbits - 3)));
@@ -156,6 +206,8 @@ ASSAY_AVX2 __m256 element(__m256 s, const ElementFormat& f, const Lookup& thresh
     const __m256 big = _mm256_cmp_ps(d, _mm256_set1_ps(16777216.0f), _CMP_GE_OQ);
     const __m256 tie = _mm256_and_ps(_mm256_cmp_ps(d, zero, _CMP_GE_OQ), _mm256_or_ps(big, _mm256_and_ps(integral, even)));
     r = _mm256_sub_ps(floor_nonnegative(_mm256_add_ps(at, _mm256_set1_ps(0.5f))), _mm256_and_ps(tie, _mm256_set1_ps(1.0f)));
+  } else if constexpr (R == kStochastic) {
+    r = floor_nonnegative(_mm256_add_ps(at, u));
   } else {
     r = floor_nonnegative(at);
   }
@@ -178,24 +230,36 @@ template <int R, bool kIsFloat, bool kSaturate>
 __attribute__((target("avx2"))) void run_contiguous_avx2(const float* in, float* out, int64_t n, float down, float up,
                                                          const ElementFormat& f, const Thresholds& th, uint64_t seed,
                                                          uint64_t first) {
+  const __m256 vdown = _mm256_set1_ps(down), vup = _mm256_set1_ps(up);
+  const avx2::GatherThresholds thresholds(th);
+  avx2::Uniforms uniforms;
+  if constexpr (R == kStochastic) uniforms.start(seed, first);
   int64_t k = 0;
-  if constexpr (R != kStochastic) {
-    const __m256 vdown = _mm256_set1_ps(down), vup = _mm256_set1_ps(up);
-    for (; k + 8 <= n; k += 8) {
-      const __m256 s = _mm256_mul_ps(_mm256_loadu_ps(in + k), vdown);
-      _mm256_storeu_ps(out + k, _mm256_mul_ps(avx2::element<R, kIsFloat, kSaturate>(s, f, avx2::GatherThresholds{th}), vup));
-    }
+  for (; k + 8 <= n; k += 8) {
+    const __m256 u = R == kStochastic ? uniforms.next() : _mm256_setzero_ps();
+    const __m256 s = _mm256_mul_ps(_mm256_loadu_ps(in + k), vdown);
+    _mm256_storeu_ps(out + k, _mm256_mul_ps(avx2::element<R, kIsFloat, kSaturate>(s, f, thresholds, u), vup));
   }
   run_contiguous<R, kIsFloat, kSaturate>(in + k, out + k, n - k, down, up, f, th, seed, first + static_cast<uint64_t>(k));
 }
-// Whole blocks of a row (inner == 1, block_size a multiple of 8, deterministic rounding): the block maximum and the
-// elements on 8 lanes, one call for a run of blocks. The same operations as blocked_rows' scalar path.
-template <int R, bool kIsFloat, bool kSaturate, int kTables>
+
+// The largest magnitude of 8 lanes, NaN when any lane is NaN (max_ps would drop it).
+__attribute__((target("avx2"))) inline float lane_max(__m256 amax, __m256 unordered) {
+  const __m128 half = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+  const __m128 quarter = _mm_max_ps(half, _mm_movehl_ps(half, half));
+  const float m = _mm_cvtss_f32(_mm_max_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)));
+  return _mm256_movemask_ps(unordered) != 0 ? NAN : m;
+}
+
+// Whole blocks of a row (inner == 1, block_size a multiple of 8): the block maximum and the elements on 8 lanes,
+// one call for a run of blocks, elements numbered from `first`. The same operations as blocked_rows' scalar path.
+template <int R, bool kIsFloat, int kTables>
 __attribute__((target("avx2"))) void run_blocks_avx2(const float* in, float* out, int64_t blocks, int64_t block_size,
-                                                      int emax, const ElementFormat& f, const Thresholds& th) {
-  static_assert(kSaturate, "block formats saturate");
+                                                      int emax, const ElementFormat& f, const Thresholds& th,
+                                                      uint64_t seed, uint64_t first) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   const avx2::RegisterThresholds<kTables> thresholds(th, f.min_exp);
+  avx2::Uniforms uniforms;
   for (int64_t b = 0; b < blocks; ++b, in += block_size, out += block_size) {
     __m256 amax = _mm256_setzero_ps(), unordered = _mm256_setzero_ps();
     for (int64_t k = 0; k < block_size; k += 8) {
@@ -203,23 +267,70 @@ __attribute__((target("avx2"))) void run_blocks_avx2(const float* in, float* out
       amax = _mm256_max_ps(amax, _mm256_and_ps(v, abs_mask));
       unordered = _mm256_or_ps(unordered, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
     }
-    const __m128 half = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-    const __m128 quarter = _mm_max_ps(half, _mm_movehl_ps(half, half));
-    float m = _mm_cvtss_f32(_mm_max_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)));
-    if (_mm256_movemask_ps(unordered) != 0) m = NAN;
-    const SharedScale s = shared_scale(m, emax, th);
+    const SharedScale s = shared_scale(lane_max(amax, unordered), emax, th);
     if (s.nan) {
       std::fill(out, out + block_size, NAN);
       continue;
     }
+    // (re)started per block: a NaN block draws nothing, and the stream must stay tied to element indices
+    if constexpr (R == kStochastic) uniforms.start(seed, first + static_cast<uint64_t>(b * block_size));
     const __m256 vdown = _mm256_set1_ps(s.down), vup = _mm256_set1_ps(s.up);
     for (int64_t k = 0; k < block_size; k += 8) {
+      const __m256 u = R == kStochastic ? uniforms.next() : _mm256_setzero_ps();
       const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(in + k), vdown);
-      _mm256_storeu_ps(out + k, _mm256_mul_ps(avx2::block_element<R, kIsFloat>(v, f, thresholds), vup));
+      _mm256_storeu_ps(out + k, _mm256_mul_ps(avx2::block_element<R, kIsFloat>(v, f, thresholds, u), vup));
+    }
+  }
+}
+
+// Blocks along a strided axis: rows k0..k1 of `columns` (a multiple of 8, <= kColumnChunk) adjacent columns starting
+// at in/out, `stride` floats between rows; column maxima on 8 lanes, then each lane scaled by its own column's
+// scale. Element (k, c) has index first + (k - k0) * stride + c.
+template <int R, bool kIsFloat, int kTables>
+__attribute__((target("avx2"))) void run_columns_avx2(const float* in, float* out, int64_t rows, int64_t columns,
+                                                       int64_t stride, int emax, const ElementFormat& f,
+                                                       const Thresholds& th, uint64_t seed, uint64_t first) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const avx2::RegisterThresholds<kTables> thresholds(th, f.min_exp);
+  alignas(32) float down[kColumnChunk], up[kColumnChunk], poisoned[kColumnChunk];
+  for (int64_t c = 0; c < columns; c += 8) {
+    __m256 amax = _mm256_setzero_ps(), unordered = _mm256_setzero_ps();
+    for (int64_t k = 0; k < rows; ++k) {
+      const __m256 v = _mm256_loadu_ps(in + k * stride + c);
+      amax = _mm256_max_ps(amax, _mm256_and_ps(v, abs_mask));
+      unordered = _mm256_or_ps(unordered, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, amax);
+    const int nan_lanes = _mm256_movemask_ps(unordered);
+    for (int i = 0; i < 8; ++i) {
+      const SharedScale s = shared_scale((nan_lanes >> i) & 1 ? NAN : lanes[i], emax, th);
+      down[c + i] = s.down;
+      up[c + i] = s.up;
+      poisoned[c + i] = s.nan ? bits_float(0xffffffffu) : 0.0f;  // an all-ones mask selects NaN below
+    }
+  }
+  avx2::Uniforms uniforms;
+  for (int64_t k = 0; k < rows; ++k) {
+    if constexpr (R == kStochastic) uniforms.start(seed, first + static_cast<uint64_t>(k * stride));
+    for (int64_t c = 0; c < columns; c += 8) {
+      const __m256 u = R == kStochastic ? uniforms.next() : _mm256_setzero_ps();
+      const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(in + k * stride + c), _mm256_load_ps(down + c));
+      const __m256 y = _mm256_mul_ps(avx2::block_element<R, kIsFloat>(v, f, thresholds, u), _mm256_load_ps(up + c));
+      _mm256_storeu_ps(out + k * stride + c, _mm256_blendv_ps(y, _mm256_set1_ps(NAN), _mm256_load_ps(poisoned + c)));
     }
   }
 }
 const bool kHasAvx2 = __builtin_cpu_supports("avx2");
+
+// Calls body.template operator()<kTables>() with the RegisterThresholds size a block format needs.
+template <class Body>
+void with_register_tables(const Problem& p, Body&& body) {
+  const int binades = p.emax - p.format.min_exp + 2;  // the thresholds that matter (RegisterThresholds)
+  if (binades <= 8) return body.template operator()<1>();
+  if (binades <= 16) return body.template operator()<2>();
+  body.template operator()<4>();
+}
 #endif
 
 template <int R>
@@ -248,7 +359,7 @@ void blocked_rows(const Problem& p, const Thresholds& th) {
   const int64_t blocks = (p.length + p.block_size - 1) / p.block_size;
 #if defined(__x86_64__) && defined(__GNUC__)
   const int64_t whole = p.length / p.block_size;  // blocks of a row without padding
-  const bool vector_blocks = kHasAvx2 && R != kStochastic && p.block_size % 8 == 0;
+  const bool vector_blocks = kHasAvx2 && p.block_size % 8 == 0;
 #endif
   at::parallel_for(0, p.outer * blocks, std::max<int64_t>(1, (1 << 14) / p.block_size), [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end;) {
@@ -256,16 +367,13 @@ void blocked_rows(const Problem& p, const Thresholds& th) {
       const int64_t k0 = b * p.block_size, n = std::min(p.length - k0, p.block_size);
       const float* in = p.in + o * p.length + k0;
       float* out = p.out + o * p.length + k0;
+      const auto first = static_cast<uint64_t>(o * p.length + k0);
 #if defined(__x86_64__) && defined(__GNUC__)
       if (vector_blocks && b < whole) {  // a run of whole blocks within this row, on 8 lanes
         const int64_t run = std::min(end - task, whole - b);
-        with_element_kind<R>(p.format, [&]<int R2, bool F, bool S>() {
-          if constexpr (S) {  // (always: block formats saturate)
-            const int binades = p.emax - p.format.min_exp + 2;  // the thresholds that matter (RegisterThresholds)
-            if (binades <= 8) return run_blocks_avx2<R2, F, S, 1>(in, out, run, p.block_size, p.emax, p.format, th);
-            if (binades <= 16) return run_blocks_avx2<R2, F, S, 2>(in, out, run, p.block_size, p.emax, p.format, th);
-            run_blocks_avx2<R2, F, S, 4>(in, out, run, p.block_size, p.emax, p.format, th);
-          }
+        with_register_tables(p, [&]<int kTables>() {
+          if (p.format.is_float) return run_blocks_avx2<R, true, kTables>(in, out, run, p.block_size, p.emax, p.format, th, p.seed, first);
+          run_blocks_avx2<R, false, kTables>(in, out, run, p.block_size, p.emax, p.format, th, p.seed, first);
         });
         task += run;
         continue;
@@ -282,45 +390,66 @@ void blocked_rows(const Problem& p, const Thresholds& th) {
         std::fill(out, out + n, NAN);
         continue;
       }
-      contiguous<R>(in, out, n, s.down, s.up, p.format, th, p.seed, static_cast<uint64_t>(o * p.length + k0));
+      contiguous<R>(in, out, n, s.down, s.up, p.format, th, p.seed, first);
     }
   });
 }
 
-// Blocks along a strided axis; one task = one (outer, block) pair with all of its `inner` columns.
+// Blocks along a strided axis, columns c0..c1 of one (outer, block) pair, one column at a time.
+template <int R>
+void columns_scalar(const Problem& p, const Thresholds& th, int64_t o, int64_t k0, int64_t k1, int64_t c0, int64_t c1) {
+  float amax[kColumnChunk];
+  SharedScale scale[kColumnChunk];
+  const int64_t width = c1 - c0;
+  std::fill(amax, amax + width, 0.0f);
+  for (int64_t k = k0; k < k1; ++k) {
+    const float* row = p.in + (o * p.length + k) * p.inner + c0;
+    for (int64_t i = 0; i < width; ++i) {
+      const float a = std::fabs(row[i]);
+      amax[i] = (a > amax[i] || a != a) ? a : amax[i];  // NaN sticks
+    }
+  }
+  for (int64_t i = 0; i < width; ++i) scale[i] = shared_scale(amax[i], p.emax, th);
+  for (int64_t k = k0; k < k1; ++k) {
+    const int64_t base = (o * p.length + k) * p.inner + c0;
+    for (int64_t i = 0; i < width; ++i) {
+      if (scale[i].nan) {
+        p.out[base + i] = NAN;
+      } else {
+        contiguous<R>(p.in + base + i, p.out + base + i, 1, scale[i].down, scale[i].up, p.format, th, p.seed,
+                      static_cast<uint64_t>(base + i));
+      }
+    }
+  }
+}
+
+// Blocks along a strided axis; one task = one (outer, block) pair with all of its `inner` columns, kColumnChunk
+// columns at a time (8 per register on AVX2, the last inner % 8 one by one).
 template <int R>
 void blocked_columns(const Problem& p, const Thresholds& th) {
   const int64_t blocks = (p.length + p.block_size - 1) / p.block_size;
   const int64_t grain = std::max<int64_t>(1, (1 << 14) / (p.block_size * p.inner));
   at::parallel_for(0, p.outer * blocks, grain, [&](int64_t begin, int64_t end) {
-    constexpr int64_t kChunk = 64;  // columns handled together (their maxima live on the stack)
-    float amax[kChunk];
-    SharedScale scale[kChunk];
     for (int64_t task = begin; task < end; ++task) {
       const int64_t o = task / blocks, b = task % blocks;
       const int64_t k0 = b * p.block_size, k1 = std::min(p.length, k0 + p.block_size);
-      for (int64_t i0 = 0; i0 < p.inner; i0 += kChunk) {
-        const int64_t width = std::min(kChunk, p.inner - i0);
-        std::fill(amax, amax + width, 0.0f);
-        for (int64_t k = k0; k < k1; ++k) {
-          const float* row = p.in + (o * p.length + k) * p.inner + i0;
-          for (int64_t i = 0; i < width; ++i) {
-            const float a = std::fabs(row[i]);
-            amax[i] = (a > amax[i] || a != a) ? a : amax[i];
+      for (int64_t c0 = 0; c0 < p.inner; c0 += kColumnChunk) {
+        const int64_t c1 = std::min(p.inner, c0 + kColumnChunk);
+        int64_t vector_end = c0;
+#if defined(__x86_64__) && defined(__GNUC__)
+        if (kHasAvx2) {
+          vector_end = c0 + (c1 - c0) / 8 * 8;
+          const int64_t base = (o * p.length + k0) * p.inner + c0;
+          if (vector_end > c0) {
+            with_register_tables(p, [&]<int kTables>() {
+              auto run = p.format.is_float ? run_columns_avx2<R, true, kTables> : run_columns_avx2<R, false, kTables>;
+              run(p.in + base, p.out + base, k1 - k0, vector_end - c0, p.inner, p.emax, p.format, th, p.seed,
+                  static_cast<uint64_t>(base));
+            });
           }
         }
-        for (int64_t i = 0; i < width; ++i) scale[i] = shared_scale(amax[i], p.emax, th);
-        for (int64_t k = k0; k < k1; ++k) {
-          const int64_t base = (o * p.length + k) * p.inner + i0;
-          for (int64_t i = 0; i < width; ++i) {
-            if (scale[i].nan) {
-              p.out[base + i] = NAN;
-            } else {
-              contiguous<R>(p.in + base + i, p.out + base + i, 1, scale[i].down, scale[i].up, p.format, th, p.seed,
-                            static_cast<uint64_t>(base + i));
-            }
-          }
-        }
+#endif
+        if (vector_end < c1) columns_scalar<R>(p, th, o, k0, k1, vector_end, c1);
       }
     }
   });

@@ -23,7 +23,7 @@ struct Case {
   std::string name;
   std::vector<int64_t> shape;
   std::function<at::Tensor(const at::Tensor&)> op;
-  std::function<at::Tensor(const at::Tensor&)> reference;  // empty: none (stochastic)
+  std::function<at::Tensor(const at::Tensor&)> reference;  // the float64 reference (empty: none)
 };
 
 // Equal bit patterns, any NaN equal to any NaN.
@@ -33,30 +33,46 @@ int64_t differing(const at::Tensor& a, const at::Tensor& b) {
   return ((bx != by) & ~(x.isnan() & y.isnan())).sum().item<int64_t>();
 }
 
+// The reference on the tensor's own layout, viewed as [outer, length, inner] around the blocked axis (so element
+// indices, which stochastic rounding draws from, are the tensor's row-major positions).
 at::Tensor reference_quantize(const at::Tensor& x, const mx::QuantizeOptions& o) {
   const int64_t axis = o.axis < 0 ? o.axis + x.dim() : o.axis;
-  auto moved = x.movedim(axis, -1).contiguous().cpu();  // blocks along the last axis: inner = 1
-  const int64_t length = moved.size(-1), outer = moved.numel() / std::max<int64_t>(1, length);
-  std::vector<float> v(moved.data_ptr<float>(), moved.data_ptr<float>() + moved.numel());
-  return torch::tensor(mx::reference::quantize(v, outer, length, 1, o.block_size, o.format, o.rounding))
-      .view(moved.sizes()).movedim(-1, axis).contiguous();
+  auto c = x.contiguous().cpu();
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= c.size(d);
+  for (int64_t d = axis + 1; d < c.dim(); ++d) inner *= c.size(d);
+  std::vector<float> v(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  return torch::tensor(mx::reference::quantize(v, outer, c.size(axis), inner, o.block_size, o.format, o.rounding, o.seed))
+      .view(c.sizes());
+}
+
+// Elementwise rounding (no shared scale): overflow saturates for MX element formats, goes to Inf for bf16/fp16.
+at::Tensor reference_elementwise(const at::Tensor& x, Format f, Rounding r, uint64_t seed) {
+  auto c = x.contiguous().cpu();
+  std::vector<float> out(c.numel());
+  for (int64_t i = 0; i < c.numel(); ++i) {
+    out[i] = static_cast<float>(mx::reference::element(c.data_ptr<float>()[i], mx::info(f), r, mx::info(f).block_scaled,
+                                                       mx::reference::uniform(seed, static_cast<uint64_t>(i))));
+  }
+  return torch::tensor(out).view(c.sizes());
 }
 
 std::vector<Case> cases() {
   std::vector<Case> out;
   const std::vector<std::pair<std::string, std::vector<int64_t>>> layouts = {
-      {"rows_vector", {64, 96}}, {"rows_vector_tail", {16, 40}}, {"rows_tail", {5, 37}}, {"axis0", {33, 2, 3}}};
+      {"rows_vector", {64, 96}}, {"rows_vector_tail", {16, 40}}, {"rows_tail", {5, 37}}, {"axis0", {33, 2, 3}},
+      {"axis0_wide", {40, 21}}, {"axis0_chunks", {35, 140}}};  // strided blocks: 8 columns per register + the rest
   for (int fi = 0; fi <= static_cast<int>(Format::int4); ++fi) {
     for (int ri = 0; ri < 4; ++ri) {
       const auto f = static_cast<Format>(fi);
       const auto r = static_cast<Rounding>(ri);
       for (const auto& [layout, shape] : layouts) {
         for (int64_t block : {32, 16}) {
-          mx::QuantizeOptions o{.format = f, .axis = layout == "axis0" ? 0 : -1, .block_size = block, .rounding = r, .seed = 11};
+          mx::QuantizeOptions o{.format = f, .axis = layout.starts_with("axis0") ? 0 : -1, .block_size = block, .rounding = r, .seed = 11};
           Case c{"quantize/" + std::string(mx::info(f).name) + "/" + std::string(mx::rounding_name(r)) + "/" + layout +
                      "/block" + std::to_string(block),
                  shape, [o](const at::Tensor& x) { return mx::quantize(x, o); }, {}};
-          if (r != Rounding::stochastic) c.reference = [o](const at::Tensor& x) { return reference_quantize(x, o); };
+          c.reference = [o](const at::Tensor& x) { return reference_quantize(x, o); };
           out.push_back(c);
         }
       }
@@ -66,7 +82,8 @@ std::vector<Case> cases() {
     for (int ri = 0; ri < 4; ++ri) {
       const auto r = static_cast<Rounding>(ri);
       out.push_back({"elementwise/" + std::string(mx::info(f).name) + "/" + std::string(mx::rounding_name(r)), {1000},
-                     [f, r](const at::Tensor& x) { return mx::round_elementwise(x, f, r, 5); }, {}});
+                     [f, r](const at::Tensor& x) { return mx::round_elementwise(x, f, r, 5); },
+                     [f, r](const at::Tensor& x) { return reference_elementwise(x, f, r, 5); }});
     }
   }
   out.push_back({"pack_unpack/fp6_e3m2", {16, 40}, [](const at::Tensor& x) {

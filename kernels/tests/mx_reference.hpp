@@ -4,6 +4,7 @@
 #include <assay/mx.hpp>
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -16,21 +17,34 @@ inline double floor_log2_as_float32(double a) { return std::floor(static_cast<fl
 // floors, the spec's round-half-even written as the reference library computes it.
 inline double plus_half_f32(double a) { return static_cast<float>(a) + 0.5f; }
 
-inline double round_t(double t, Rounding r) {
+// The stochastic stream as documented in mx.hpp: SplitMix64 of (seed, element index), the top 24 bits as a
+// uniform in [0, 1). Element index = position in the row-major tensor.
+inline double uniform(uint64_t seed, uint64_t index) {
+  uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return std::ldexp(static_cast<double>(z >> 40), -24);
+}
+
+// u: the element's uniform (stochastic rounding only): floor(|t| + u), the sum rounded to float32 as the spec's
+// "all arithmetic in float32" computes it.
+inline double round_t(double t, Rounding r, double u = 0) {
   const double sign = t > 0 ? 1.0 : (t < 0 ? -1.0 : 0.0), a = std::fabs(t);
   switch (r) {
+    case Rounding::stochastic: return sign * std::floor(static_cast<float>(a) + static_cast<float>(u));
     case Rounding::nearest: return sign * std::floor(plus_half_f32(a));
     case Rounding::floor: return sign * std::floor(a);
     case Rounding::even: {
       const bool tie_above_even = a - std::floor(a) == 0.5 && std::fmod(std::floor(a), 2.0) == 0.0;
       return sign * (std::floor(plus_half_f32(a)) - (tie_above_even ? 1.0 : 0.0));
     }
-    default: return std::numeric_limits<double>::quiet_NaN();  // stochastic is checked statistically
+    default: return std::numeric_limits<double>::quiet_NaN();
   }
 }
 
 // Q(s) for one element.
-inline double element(double s, const FormatInfo& f, Rounding r, bool saturate) {
+inline double element(double s, const FormatInfo& f, Rounding r, bool saturate, double u = 0) {
   if (std::isnan(s) || std::isinf(s)) return s;
   double t, e = 0;
   if (f.ebits > 0) {
@@ -39,7 +53,7 @@ inline double element(double s, const FormatInfo& f, Rounding r, bool saturate) 
   } else {
     t = s * std::exp2(f.mbits - 2);
   }
-  double y = round_t(t, r) / std::exp2(f.mbits - 2) * std::exp2(e);
+  double y = round_t(t, r, u) / std::exp2(f.mbits - 2) * std::exp2(e);
   if (saturate) {
     y = std::min(std::max(y, -static_cast<double>(f.max_norm)), static_cast<double>(f.max_norm));
   } else if (std::fabs(y) > f.max_norm) {
@@ -50,7 +64,7 @@ inline double element(double s, const FormatInfo& f, Rounding r, bool saturate) 
 
 // MX quantization of a row-major tensor viewed as [outer, length, inner], blocks along length.
 inline std::vector<float> quantize(const std::vector<float>& x, int64_t outer, int64_t length, int64_t inner,
-                                   int64_t block, Format format, Rounding r) {
+                                   int64_t block, Format format, Rounding r, uint64_t seed = 0) {
   const auto& f = info(format);
   std::vector<float> out(x.size());
   for (int64_t o = 0; o < outer; ++o) {
@@ -70,7 +84,9 @@ inline std::vector<float> quantize(const std::vector<float>& x, int64_t outer, i
         se = std::max(se, -127.0);
         for (int64_t k = k0; k < k1; ++k) {
           out[at(k)] = nan_block ? std::numeric_limits<float>::quiet_NaN()
-                                 : static_cast<float>(element(x[at(k)] / std::exp2(se), f, r, true) * std::exp2(se));
+                                 : static_cast<float>(element(x[at(k)] / std::exp2(se), f, r, true,
+                                                              uniform(seed, static_cast<uint64_t>(at(k)))) *
+                                                      std::exp2(se));
         }
       }
     }

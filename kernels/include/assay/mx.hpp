@@ -22,7 +22,9 @@ enum class Rounding {
   nearest,     ///< ties away from zero: sign * floor(|t| + 0.5) (the reference library's default)
   even,        ///< ties to even
   floor,       ///< toward zero
-  stochastic,  ///< sign * floor(|t| + u), u in [0, 1) drawn from (seed, element index): same on every device
+  stochastic,  ///< sign * floor(|t| + u), u in [0, 1) drawn from (seed, element index): same on every device.
+               ///< u = (SplitMix64 finalizer of seed + (index + 1) * 0x9E3779B97F4A7C15) >> 40, times 2^-24;
+               ///< index = the element's row-major position in the tensor
 };
 
 /// A format's parameters (the paper's table). mbits counts the sign and the implicit bit.
