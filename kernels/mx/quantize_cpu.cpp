@@ -70,16 +70,20 @@ struct GatherThresholds {
 template <int kTables>
 struct RegisterThresholds {
   __m256i table[kTables];
+  __m256i smallest_minus_one;
   int first;  // the unbiased exponent of table entry 0
   __attribute__((target("avx2"))) RegisterThresholds(const Thresholds& th, int min_exp) : first(min_exp - 1) {
     alignas(32) uint32_t entries[8 * kTables];
     for (int i = 0; i < 8 * kTables; ++i) entries[i] = th.fraction[std::min(first + i + 149, kThresholdCount - 1)];
     for (int t = 0; t < kTables; ++t) table[t] = load(entries + 8 * t);
+    smallest_minus_one = _mm256_set1_epi32(static_cast<int>(*std::min_element(entries, entries + 8 * kTables)) - 1);
   }
   static __attribute__((target("avx2"))) __m256i load(const uint32_t* p) {
     return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
   }
+  // As in GatherThresholds, vectors whose fractions are all below the smallest threshold skip the lookup.
   ASSAY_AVX2 __m256i up(__m256i unbiased, __m256i fraction) const {
+    if (_mm256_testz_si256(_mm256_cmpgt_epi32(fraction, smallest_minus_one), _mm256_set1_epi32(-1))) return _mm256_setzero_si256();
     return _mm256_cmpgt_epi32(fraction, _mm256_sub_epi32(lookup(unbiased), _mm256_set1_epi32(1)));  // >=
   }
   // permutevar8x32 reads the low 3 bits of each index, so every table is indexed by the same vector.
@@ -251,34 +255,78 @@ __attribute__((target("avx2"))) inline float lane_max(__m256 amax, __m256 unorde
   return _mm256_movemask_ps(unordered) != 0 ? NAN : m;
 }
 
-// Whole blocks of a row (inner == 1, block_size a multiple of 8): the block maximum and the elements on 8 lanes,
-// one call for a run of blocks, elements numbered from `first`. The same operations as blocked_rows' scalar path.
+// shared_scale of 8 blocks at once. Lanes outside the common case (a zero, subnormal, Inf or NaN maximum, a scale
+// beyond 2^+-126) take the scalar function. poisoned: all-ones where the block comes out all-NaN.
+struct BlockScales {
+  alignas(32) float down[8], up[8];
+  alignas(32) uint32_t poisoned[8];
+};
+__attribute__((target("avx2"))) inline void shared_scales(const float* maxima, int emax, const avx2::GatherThresholds& lookup,
+                                                          BlockScales& out) {
+  const __m256i bits = _mm256_load_si256(reinterpret_cast<const __m256i*>(maxima));
+  const __m256i field = _mm256_srli_epi32(bits, 23);
+  const __m256i unbiased = _mm256_sub_epi32(field, _mm256_set1_epi32(127));
+  const __m256i fraction = _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffff));
+  const __m256i se = _mm256_sub_epi32(_mm256_sub_epi32(unbiased, lookup.up(unbiased, fraction)), _mm256_set1_epi32(emax));
+  _mm256_store_ps(out.down, avx2::pow2(_mm256_sub_epi32(_mm256_setzero_si256(), se)));
+  _mm256_store_ps(out.up, avx2::pow2(se));
+  _mm256_store_si256(reinterpret_cast<__m256i*>(out.poisoned), _mm256_setzero_si256());
+  const __m256i common = _mm256_and_si256(
+      _mm256_and_si256(_mm256_cmpgt_epi32(field, _mm256_setzero_si256()), _mm256_cmpgt_epi32(_mm256_set1_epi32(255), field)),
+      _mm256_and_si256(_mm256_cmpgt_epi32(se, _mm256_set1_epi32(-127)), _mm256_cmpgt_epi32(_mm256_set1_epi32(127), se)));
+  const int fast = _mm256_movemask_ps(_mm256_castsi256_ps(common));
+  if (fast == 0xff) return;
+  for (int i = 0; i < 8; ++i) {
+    if ((fast >> i) & 1) continue;
+    const SharedScale s = shared_scale(maxima[i], emax, lookup.th);
+    out.down[i] = s.down;
+    out.up[i] = s.up;
+    out.poisoned[i] = s.nan ? 0xffffffffu : 0u;
+  }
+}
+
+// Whole blocks of a row (inner == 1, block_size a multiple of 8), 8 blocks at a time: the block maxima on 8 lanes,
+// their scales together, then the elements on 8 lanes; elements numbered from `first`. The same operations as
+// blocked_rows' scalar path.
 template <int R, bool kIsFloat, int kTables>
 __attribute__((target("avx2"))) void run_blocks_avx2(const float* in, float* out, int64_t blocks, int64_t block_size,
                                                       int emax, const ElementFormat& f, const Thresholds& th,
                                                       uint64_t seed, uint64_t first) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   const avx2::RegisterThresholds<kTables> thresholds(th, f.min_exp);
+  const avx2::GatherThresholds scale_thresholds(th);
   avx2::Uniforms uniforms;
-  for (int64_t b = 0; b < blocks; ++b, in += block_size, out += block_size) {
-    __m256 amax = _mm256_setzero_ps(), unordered = _mm256_setzero_ps();
-    for (int64_t k = 0; k < block_size; k += 8) {
-      const __m256 v = _mm256_loadu_ps(in + k);
-      amax = _mm256_max_ps(amax, _mm256_and_ps(v, abs_mask));
-      unordered = _mm256_or_ps(unordered, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  for (int64_t b0 = 0; b0 < blocks; b0 += 8) {
+    const int group = static_cast<int>(std::min<int64_t>(8, blocks - b0));
+    alignas(32) float maxima[8] = {};
+    for (int j = 0; j < group; ++j) {
+      const float* block = in + (b0 + j) * block_size;
+      __m256 amax = _mm256_setzero_ps(), unordered = _mm256_setzero_ps();
+      for (int64_t k = 0; k < block_size; k += 8) {
+        const __m256 v = _mm256_loadu_ps(block + k);
+        amax = _mm256_max_ps(amax, _mm256_and_ps(v, abs_mask));
+        unordered = _mm256_or_ps(unordered, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      }
+      maxima[j] = lane_max(amax, unordered);
     }
-    const SharedScale s = shared_scale(lane_max(amax, unordered), emax, th);
-    if (s.nan) {
-      std::fill(out, out + block_size, NAN);
-      continue;
-    }
-    // (re)started per block: a NaN block draws nothing, and the stream must stay tied to element indices
-    if constexpr (R == kStochastic) uniforms.start(seed, first + static_cast<uint64_t>(b * block_size));
-    const __m256 vdown = _mm256_set1_ps(s.down), vup = _mm256_set1_ps(s.up);
-    for (int64_t k = 0; k < block_size; k += 8) {
-      const __m256 u = R == kStochastic ? uniforms.next() : _mm256_setzero_ps();
-      const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(in + k), vdown);
-      _mm256_storeu_ps(out + k, _mm256_mul_ps(avx2::block_element<R, kIsFloat>(v, f, thresholds, u), vup));
+    BlockScales scales;
+    shared_scales(maxima, emax, scale_thresholds, scales);
+    for (int j = 0; j < group; ++j) {
+      const int64_t b = b0 + j;
+      const float* block_in = in + b * block_size;
+      float* block_out = out + b * block_size;
+      if (scales.poisoned[j]) {
+        std::fill(block_out, block_out + block_size, NAN);
+        continue;
+      }
+      // (re)started per block: a NaN block draws nothing, and the stream must stay tied to element indices
+      if constexpr (R == kStochastic) uniforms.start(seed, first + static_cast<uint64_t>(b * block_size));
+      const __m256 vdown = _mm256_set1_ps(scales.down[j]), vup = _mm256_set1_ps(scales.up[j]);
+      for (int64_t k = 0; k < block_size; k += 8) {
+        const __m256 u = R == kStochastic ? uniforms.next() : _mm256_setzero_ps();
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(block_in + k), vdown);
+        _mm256_storeu_ps(block_out + k, _mm256_mul_ps(avx2::block_element<R, kIsFloat>(v, f, thresholds, u), vup));
+      }
     }
   }
 }
@@ -292,7 +340,8 @@ __attribute__((target("avx2"))) void run_columns_avx2(const float* in, float* ou
                                                        const Thresholds& th, uint64_t seed, uint64_t first) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   const avx2::RegisterThresholds<kTables> thresholds(th, f.min_exp);
-  alignas(32) float down[kColumnChunk], up[kColumnChunk], poisoned[kColumnChunk];
+  const avx2::GatherThresholds scale_thresholds(th);
+  BlockScales scales[kColumnChunk / 8];
   for (int64_t c = 0; c < columns; c += 8) {
     __m256 amax = _mm256_setzero_ps(), unordered = _mm256_setzero_ps();
     for (int64_t k = 0; k < rows; ++k) {
@@ -300,27 +349,24 @@ __attribute__((target("avx2"))) void run_columns_avx2(const float* in, float* ou
       amax = _mm256_max_ps(amax, _mm256_and_ps(v, abs_mask));
       unordered = _mm256_or_ps(unordered, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
     }
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, amax);
-    const int nan_lanes = _mm256_movemask_ps(unordered);
-    for (int i = 0; i < 8; ++i) {
-      const SharedScale s = shared_scale((nan_lanes >> i) & 1 ? NAN : lanes[i], emax, th);
-      down[c + i] = s.down;
-      up[c + i] = s.up;
-      poisoned[c + i] = s.nan ? bits_float(0xffffffffu) : 0.0f;  // an all-ones mask selects NaN below
-    }
+    alignas(32) float maxima[8];
+    _mm256_store_ps(maxima, _mm256_or_ps(amax, unordered));  // NaN (all ones) where a column holds NaN
+    shared_scales(maxima, emax, scale_thresholds, scales[c / 8]);
   }
   avx2::Uniforms uniforms;
   for (int64_t k = 0; k < rows; ++k) {
     if constexpr (R == kStochastic) uniforms.start(seed, first + static_cast<uint64_t>(k * stride));
     for (int64_t c = 0; c < columns; c += 8) {
+      const BlockScales& s = scales[c / 8];
       const __m256 u = R == kStochastic ? uniforms.next() : _mm256_setzero_ps();
-      const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(in + k * stride + c), _mm256_load_ps(down + c));
-      const __m256 y = _mm256_mul_ps(avx2::block_element<R, kIsFloat>(v, f, thresholds, u), _mm256_load_ps(up + c));
-      _mm256_storeu_ps(out + k * stride + c, _mm256_blendv_ps(y, _mm256_set1_ps(NAN), _mm256_load_ps(poisoned + c)));
+      const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(in + k * stride + c), _mm256_load_ps(s.down));
+      const __m256 y = _mm256_mul_ps(avx2::block_element<R, kIsFloat>(v, f, thresholds, u), _mm256_load_ps(s.up));
+      _mm256_storeu_ps(out + k * stride + c,
+                       _mm256_blendv_ps(y, _mm256_set1_ps(NAN), _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(s.poisoned)))));
     }
   }
 }
+
 const bool kHasAvx2 = __builtin_cpu_supports("avx2");
 
 // Calls body.template operator()<kTables>() with the RegisterThresholds size a block format needs.
