@@ -70,6 +70,41 @@ TEST(MxPrecision, LinearForwardAndBackwardFollowTheSpec) {
   EXPECT_FALSE(torch::equal(fc1.weight.grad(), bf(torch::matmul(Q(g, Format::int8, 1).t(), Q(x2, Format::fp4_e2m1, 1)))));
 }
 
+// GELU rounded on its own in bf16 (output bf(GELU(u)), input gradient bf(GELU'(u) dy), as a bf16 GELU computes
+// them) against the plain float32 GELU between two mx linears: the next GEMM rounds GELU's output and the previous
+// one rounds the gradient it receives (g = bf(dy)), so the two agree bit for bit (docs/precision.md).
+struct RoundedGelu : torch::autograd::Function<RoundedGelu> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& u) {
+    ctx->save_for_backward({u});
+    return bf(torch::gelu(u));
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list dy) {
+    return {bf(torch::gelu_backward(dy[0], ctx->get_saved_variables()[0]))};
+  }
+};
+
+TEST(MxPrecision, GeluRoundedOnItsOwnChangesNothing) {
+  torch::manual_seed(4);
+  Tiny plain, rounded;
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < plain.parameters().size(); ++i) rounded.parameters()[i].copy_(plain.parameters()[i]);
+  }
+  scheme(kDistinctFormats)->apply(plain);
+  scheme(kDistinctFormats)->apply(rounded);
+  auto x = torch::randn({6, 64}) * 3;
+  auto dy = torch::randn({6, 8});
+  auto y_plain = plain.fc2->forward(torch::gelu(plain.fc1->forward(x)));
+  auto y_rounded = rounded.fc2->forward(RoundedGelu::apply(rounded.fc1->forward(x)));
+  y_plain.backward(dy);
+  y_rounded.backward(dy);
+  EXPECT_TRUE(torch::equal(y_plain, y_rounded));
+  EXPECT_TRUE(torch::equal(plain.fc1->weight.grad(), rounded.fc1->weight.grad()));
+  EXPECT_TRUE(torch::equal(plain.fc2->weight.grad(), rounded.fc2->weight.grad()));
+  // The rounding inside is real: GELU's float32 output differs from its bf16 rounding here.
+  EXPECT_FALSE(torch::equal(torch::gelu(plain.fc1->forward(x)), bf(torch::gelu(plain.fc1->forward(x)))));
+}
+
 TEST(MxPrecision, ForwardOnlyLeavesTheBackwardGemmsUnquantized) {
   torch::manual_seed(1);
   Tiny model;
