@@ -3,6 +3,7 @@
 # one call. Builds the plugins they need into build-gpu-perf/ (TOML++, CLI11, gloo headers from .deps/),
 # runs tests/cuda_graph.sh (the captured step against the eager one), then the parts named in $PARTS
 # (default: tiny sweep): tiny = tools/bench/gpu_step.py --preset tiny, gpt2s = --preset gpt2s,
+# profile = tools/bench/gpu_profile.py --preset gpt2s (kernel time by kind, eager vs torch.compile),
 # sweep = tools/bench/seed_sweep_gpu.py. Tables go to stdout and $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,7 @@ for part in $PARTS; do
   case $part in
     tiny) python3 tools/bench/gpu_step.py --preset tiny --assay "$ASSAY" --steps 300 --warmup 60 | tee "$OUT/gpu_step_tiny.md" ;;
     gpt2s) python3 tools/bench/gpu_step.py --preset gpt2s --assay "$ASSAY" --steps 60 --warmup 20 | tee "$OUT/gpu_step_gpt2s.md" ;;
+    profile) python3 tools/bench/gpu_profile.py --preset gpt2s | tee "$OUT/gpu_profile_gpt2s.md" ;;
     sweep) python3 tools/bench/seed_sweep_gpu.py --assay "$ASSAY" --runs 64 --steps 300 --jobs 4,16 | tee "$OUT/seed_sweep.md" ;;
   esac
 done
