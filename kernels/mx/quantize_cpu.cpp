@@ -227,6 +227,25 @@ ASSAY_AVX2 __m256 element(__m256 s, const ElementFormat& f, const Lookup& thresh
   }
   return select(_mm256_cmp_ps(a, _mm256_set1_ps(3.402823466e38f), _CMP_LE_OQ), y, s);  // Inf and NaN pass through
 }
+// quantize_element for bf16 with nearest or even rounding, as integer operations on the float32 bits: the spec's
+// t = |s| 2^(7-e) lies in [1, 256) with at most 16 fraction bits for every finite s (normal or subnormal), so
+// floor(t + 0.5) is exact and rounding t is rounding the bits below bit 16 (ties away: + 0x8000; ties to even:
+// + 0x7fff + bit 16), a carry moving into the next binade (the log2 threshold case, up to Inf) as it does in the
+// spec; the sign is put back except on zeros (sign(+-0) = 0: -0 comes out +0); Inf and NaN pass through.
+template <int R>
+ASSAY_AVX2 __m256 bf16_element(__m256 s) {
+  const __m256i bits = _mm256_castps_si256(s);
+  const __m256i magnitude = _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff));
+  __m256i increment = _mm256_set1_epi32(0x8000);
+  if constexpr (R == kEven) {
+    increment = _mm256_add_epi32(_mm256_set1_epi32(0x7fff), _mm256_and_si256(_mm256_srli_epi32(magnitude, 16), _mm256_set1_epi32(1)));
+  }
+  const __m256i rounded = _mm256_and_si256(_mm256_add_epi32(magnitude, increment), _mm256_set1_epi32(static_cast<int>(0xffff0000u)));
+  const __m256i zero = _mm256_cmpeq_epi32(magnitude, _mm256_setzero_si256());
+  const __m256i sign = _mm256_andnot_si256(zero, _mm256_and_si256(bits, _mm256_set1_epi32(static_cast<int>(0x80000000u))));
+  const __m256i finite = _mm256_cmpgt_epi32(_mm256_set1_epi32(0x7f800000), magnitude);
+  return _mm256_castsi256_ps(_mm256_blendv_epi8(bits, _mm256_or_si256(rounded, sign), finite));
+}
 #undef ASSAY_AVX2
 }  // namespace avx2
 
@@ -234,11 +253,17 @@ template <int R, bool kIsFloat, bool kSaturate>
 __attribute__((target("avx2"))) void run_contiguous_avx2(const float* in, float* out, int64_t n, float down, float up,
                                                          const ElementFormat& f, const Thresholds& th, uint64_t seed,
                                                          uint64_t first) {
+  int64_t k = 0;
+  if constexpr (kIsFloat && !kSaturate && (R == kNearest || R == kEven)) {
+    if (f.mbits == 9 && f.min_exp == -126 && down == 1.0f && up == 1.0f) {  // bf16 elementwise: on the bits
+      for (; k + 8 <= n; k += 8) _mm256_storeu_ps(out + k, avx2::bf16_element<R>(_mm256_loadu_ps(in + k)));
+      return run_contiguous<R, kIsFloat, kSaturate>(in + k, out + k, n - k, down, up, f, th, seed, first + static_cast<uint64_t>(k));
+    }
+  }
   const __m256 vdown = _mm256_set1_ps(down), vup = _mm256_set1_ps(up);
   const avx2::GatherThresholds thresholds(th);
   avx2::Uniforms uniforms;
   if constexpr (R == kStochastic) uniforms.start(seed, first);
-  int64_t k = 0;
   for (; k + 8 <= n; k += 8) {
     const __m256 u = R == kStochastic ? uniforms.next() : _mm256_setzero_ps();
     const __m256 s = _mm256_mul_ps(_mm256_loadu_ps(in + k), vdown);

@@ -92,7 +92,8 @@ std::vector<Case> cases() {
   return out;
 }
 
-// Normal values over many binades, zeros, powers of two and their predecessors, subnormals, one NaN block.
+// Normal values over many binades, zeros (both signs), powers of two and their predecessors, exact bf16/fp16 ties,
+// subnormals, values near float32's top (overflow in bf16/fp16, clipping in MX), one NaN block.
 at::Tensor input(const std::vector<int64_t>& shape, uint64_t seed) {
   auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
   auto x = torch::randn(shape, g) * torch::exp2(torch::randint(-20, 20, shape, g).to(torch::kFloat));
@@ -102,19 +103,13 @@ at::Tensor input(const std::vector<int64_t>& shape, uint64_t seed) {
   for (int64_t i = 3; i < n; i += 11) flat[i] = std::nextafter(std::ldexp(1.0f, static_cast<int>(i % 30) - 10), 0.0f);
   for (int64_t i = 5; i < n; i += 13) flat[i] = 0;
   for (int64_t i = 6; i < n; i += 17) flat[i] = std::ldexp(1.25f, -140);
+  for (int64_t i = 4; i < n; i += 19) flat[i] = -0.0f;
+  // exact ties of bf16 (1 + odd/256) and of fp16 (1 + odd/2048), both signs, many binades
+  for (int64_t i = 9; i < n; i += 29) flat[i] = (i & 2 ? -1.0f : 1.0f) * std::ldexp(1.0f + (2 * (i % 128) + 1) / 256.0f, static_cast<int>(i % 40) - 20);
+  for (int64_t i = 10; i < n; i += 31) flat[i] = (i & 2 ? -1.0f : 1.0f) * std::ldexp(1.0f + (2 * (i % 1024) + 1) / 2048.0f, static_cast<int>(i % 40) - 20);
+  for (int64_t i = 8; i < n; i += 23) flat[i] = (i & 1 ? -1.0f : 1.0f) * std::ldexp(1.0f + (i % 64) / 128.0f, 127);  // overflow
   if (n > 100) flat[n - 1] = NAN;
   return x;
-}
-
-TEST(MxBackends, CpuMatchesTheReference) {
-  int compared = 0;
-  for (const auto& c : cases()) {
-    if (!c.reference) continue;
-    auto x = input(c.shape, std::hash<std::string>{}(c.name));
-    EXPECT_EQ(differing(c.op(x), c.reference(x)), 0) << c.name;
-    ++compared;
-  }
-  EXPECT_GT(compared, 100);
 }
 
 // The first differing element, for the failure message.
@@ -124,9 +119,21 @@ std::string first_difference(const at::Tensor& x, const at::Tensor& a, const at:
   if (bad.numel() == 0) return "";
   const int64_t i = bad[0][0].item<int64_t>();
   char text[200];
-  std::snprintf(text, sizeof text, "element %lld: input %a, cpu %a, cuda %a", static_cast<long long>(i), fx[i].item<float>(),
+  std::snprintf(text, sizeof text, "element %lld: input %a, %a vs %a", static_cast<long long>(i), fx[i].item<float>(),
                 fa[i].item<float>(), fb[i].item<float>());
   return text;
+}
+
+TEST(MxBackends, CpuMatchesTheReference) {
+  int compared = 0;
+  for (const auto& c : cases()) {
+    if (!c.reference) continue;
+    auto x = input(c.shape, std::hash<std::string>{}(c.name));
+    const auto ours = c.op(x), expected = c.reference(x);
+    EXPECT_EQ(differing(ours, expected), 0) << c.name << ": " << first_difference(x, ours, expected);
+    ++compared;
+  }
+  EXPECT_GT(compared, 100);
 }
 
 TEST(MxBackends, CudaIsBitIdenticalToCpu) {

@@ -1,6 +1,7 @@
 #pragma once
 // A float64 reference of ../shared/papers/mx-precision.md, written straight from the spec's formulas, sharing no
-// code with the kernels: log2 in double rounded to float32 (the spec's bit-exactness note), everything else in double.
+// code with the kernels: log2 in double rounded to float32 (the spec's bit-exactness note), the block scaling
+// rounded to float32 (where it underflows), everything else in double.
 #include <assay/mx.hpp>
 
 #include <cmath>
@@ -62,6 +63,10 @@ inline double element(double s, const FormatInfo& f, Rounding r, bool saturate, 
   return y;
 }
 
+// A / 2^se as the spec's float32 arithmetic computes it: exact, except that it can underflow (a block whose maximum
+// is near 2^127 scales its tiny elements below float32's range: -2^-153 becomes -0, whose sign(t) is 0).
+inline double scaled(float a, double se) { return static_cast<float>(a / std::exp2(se)); }
+
 // MX quantization of a row-major tensor viewed as [outer, length, inner], blocks along length.
 inline std::vector<float> quantize(const std::vector<float>& x, int64_t outer, int64_t length, int64_t inner,
                                    int64_t block, Format format, Rounding r, uint64_t seed = 0) {
@@ -84,7 +89,7 @@ inline std::vector<float> quantize(const std::vector<float>& x, int64_t outer, i
         se = std::max(se, -127.0);
         for (int64_t k = k0; k < k1; ++k) {
           out[at(k)] = nan_block ? std::numeric_limits<float>::quiet_NaN()
-                                 : static_cast<float>(element(x[at(k)] / std::exp2(se), f, r, true,
+                                 : static_cast<float>(element(scaled(x[at(k)], se), f, r, true,
                                                               uniform(seed, static_cast<uint64_t>(at(k)))) *
                                                       std::exp2(se));
         }
