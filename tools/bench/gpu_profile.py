@@ -15,12 +15,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpt_step import Gpt  # noqa: E402
-from gpu_step import PRESETS, VOCAB  # noqa: E402
+from gpu_step import PRESETS, python_step  # noqa: E402
 
 # First match wins; names are CUDA kernel names as the profiler reports them.
 KINDS = [
@@ -43,29 +41,7 @@ def kind_of(name: str) -> str:
 
 
 def profile_steps(cfg: dict, compile_mode: str | None, steps: int, warmup: int):
-    torch.manual_seed(0)
-    device = torch.device("cuda")
-    model = Gpt(VOCAB, cfg["context"], cfg["layers"], cfg["width"], cfg["heads"]).to(device)
-    params = list(model.parameters())
-    opt = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.0, fused=True)
-    forward = torch.compile(model, mode=compile_mode) if compile_mode else model
-    stream = torch.randint(VOCAB, (1_000_000,), device=device)
-    dtype = torch.bfloat16 if cfg["autocast"] == "bf16" else None
-
-    def step():
-        for p in params:
-            p.grad = None
-        offsets = torch.randint(len(stream) - cfg["context"] - 1, (cfg["batch"], 1), device=device)
-        index = offsets + torch.arange(cfg["context"] + 1, device=device)
-        tokens = stream[index]
-        with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
-            logits = forward(tokens[:, :-1])
-            loss = F.cross_entropy(logits.float().reshape(-1, VOCAB), tokens[:, 1:].reshape(-1))
-        loss.backward()
-        loss.item()
-        torch.nn.utils.clip_grad_norm_(params, float("inf"))
-        opt.step()
-
+    step = python_step(cfg, compile_mode, fused=True)
     for _ in range(warmup):
         step()
     torch.cuda.synchronize()

@@ -41,7 +41,9 @@ PRESETS = {
 VOCAB = 27
 
 
-def python_ms(cfg: dict, compile_mode: str | None, fused: bool, steps: int, warmup: int) -> float:
+def python_step(cfg: dict, compile_mode: str | None, fused: bool):
+    """One training step of the Python side as a function (returns the loss as a float): LR set, grads to None,
+    forward, cross-entropy, backward, loss.item(), clip_grad_norm_(inf), AdamW step. Also tools/bench/gpu_profile.py."""
     torch.manual_seed(0)
     device = torch.device("cuda")
     model = Gpt(VOCAB, cfg["context"], cfg["layers"], cfg["width"], cfg["heads"]).to(device)
@@ -50,9 +52,8 @@ def python_ms(cfg: dict, compile_mode: str | None, fused: bool, steps: int, warm
     forward = torch.compile(model, mode=compile_mode) if compile_mode else model
     stream = torch.randint(VOCAB, (1_000_000,), device=device)
     dtype = torch.bfloat16 if cfg["autocast"] == "bf16" else None
-    walls = []
-    start = time.perf_counter()
-    for step in range(steps):
+
+    def step() -> float:
         for g in opt.param_groups:
             g["lr"] = 1e-3
         for p in params:
@@ -63,10 +64,21 @@ def python_ms(cfg: dict, compile_mode: str | None, fused: bool, steps: int, warm
             logits = forward(window[:, :-1])
             loss = F.cross_entropy(logits.reshape(-1, VOCAB).float(), window[:, 1:].reshape(-1))
         loss.backward()
-        if not math.isfinite(loss.item()):
-            raise RuntimeError("python loop diverged")
+        value = loss.item()
         torch.nn.utils.clip_grad_norm_(params, float("inf"))
         opt.step()
+        return value
+
+    return step
+
+
+def python_ms(cfg: dict, compile_mode: str | None, fused: bool, steps: int, warmup: int) -> float:
+    step = python_step(cfg, compile_mode, fused)
+    walls = []
+    start = time.perf_counter()
+    for _ in range(steps):
+        if not math.isfinite(step()):
+            raise RuntimeError("python loop diverged")
         walls.append(time.perf_counter() - start)
     return float(np.median(np.diff(walls[warmup:]))) * 1e3
 
