@@ -528,6 +528,14 @@ void catch_signals(bool on) {
   for (int signal : {SIGINT, SIGTERM, SIGUSR1}) std::signal(signal, on ? on_signal : SIG_DFL);
 }
 
+/// The checkpoint a run starts from: with --resume its own newest, else the one --from named (already resolved to
+/// a checkpoint directory), else none.
+std::optional<std::string> starting_checkpoint(const RunRequest& request, const std::string& run_dir) {
+  if (request.resume) return latest_checkpoint(run_dir);
+  if (request.from.empty()) return std::nullopt;
+  return request.from;
+}
+
 /// A data-parallel rank other than 0: trains its share of every step and writes nothing (rank 0 writes the
 /// store and the checkpoints, and evaluates).
 int run_other_rank(const Recipe& recipe, const Registry& registry, const RunRequest& request,
@@ -536,8 +544,7 @@ int run_other_rank(const Recipe& recipe, const Registry& registry, const RunRequ
   set_threads(recipe);
   try {
     Progress from;
-    const std::optional<std::string> checkpoint =
-        request.resume ? latest_checkpoint(run_dir) : request.from.empty() ? std::nullopt : std::optional(request.from);
+    const std::optional<std::string> checkpoint = starting_checkpoint(request, run_dir);
     if (checkpoint) from = checkpoint_progress(*checkpoint);
     if (from.step >= recipe.total_steps()) return kExitOk;
     auto store = RunStore::discarding();
@@ -666,8 +673,7 @@ int run_resolved(const Recipe& recipe, const Registry& registry, const RunReques
     }
 
     Progress from;
-    std::optional<std::string> checkpoint =
-        request.resume ? latest_checkpoint(run_dir) : request.from.empty() ? std::nullopt : std::optional(request.from);
+    std::optional<std::string> checkpoint = starting_checkpoint(request, run_dir);
     if (checkpoint) from = checkpoint_progress(*checkpoint);
     if (request.resume) {
       const std::string before = read_store_attribute(store_path, "status");
