@@ -9,6 +9,7 @@ Spikes are those of `assay analyze instability` (assay_analysis.instability, sam
 window 100 recorded rows; with the recipe's log_every = 10 that is 1000 steps).
 
     python3 analysis/mx_seeds.py runs/mx-proxy-seeds-sweep [--csv runs.csv] [--threshold 0.008] [--window 100]
+    python3 analysis/mx_seeds.py sweep-seeds0-3 sweep-seeds4-7     # several sweeps (e.g. two device calls): one table
     bash tools/gpu-mx-seeds.sh     # on the GPU machine: build, sweep, this table (header of that script)
 """
 from __future__ import annotations
@@ -119,10 +120,15 @@ def per_run(folder: Path, threshold: float, window: int, tail: int) -> pd.DataFr
             "grad_cos_median": float(np.median(cos)) if len(cos) else math.nan,
             "grad_norm_end": tail_mean(run, "train.grad_norm", tail),
         })
-    frame = pd.DataFrame(rows)
-    if len(frame):
-        frame = frame.sort_values(["index", "scheme", "seed"], kind="stable").reset_index(drop=True)
-    return frame
+    return pd.DataFrame(rows)
+
+
+def ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    """Schemes in the recipe's order (a scheme's first sweep index), each scheme's runs by seed."""
+    if not len(frame):
+        return frame
+    frame = frame.assign(order=frame.groupby("scheme")["index"].transform("min"))
+    return frame.sort_values(["order", "scheme", "seed"], kind="stable").drop(columns="order").reset_index(drop=True)
 
 
 def g(x: float, digits: int = 3) -> str:
@@ -169,17 +175,24 @@ def table(frame: pd.DataFrame, threshold: float, window: int, tail: int) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep", help="the sweep directory (runs/mx-proxy-seeds-sweep) or any folder of runs")
+    parser.add_argument("sweep", nargs="+", help="the sweep directory (runs/mx-proxy-seeds-sweep) or any folder of "
+                        "runs; several: their runs in one table (a run id found twice counts once)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="moving-average window, recorded rows")
     parser.add_argument("--tail", type=int, default=100, help="steps averaged for the final train loss / grad norm")
     parser.add_argument("--csv", help="also write one row per run here")
     args = parser.parse_args(argv)
-    folder = Path(args.sweep)
-    frame = per_run(folder, args.threshold, args.window, args.tail)
+    frames = [per_run(Path(folder), args.threshold, args.window, args.tail) for folder in args.sweep]
+    frame = ordered(pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames)
+                    else pd.DataFrame())
     if not len(frame):
-        print(f"no runs under {folder}", file=sys.stderr)
+        print(f"no runs under {' '.join(args.sweep)}", file=sys.stderr)
         return 2
+    duplicate = frame["run"].duplicated()
+    if duplicate.any():
+        print(f"{int(duplicate.sum())} run(s) found twice, counted once: {', '.join(frame['run'][duplicate])}",
+              file=sys.stderr)
+        frame = frame[~duplicate].reset_index(drop=True)
     if args.csv:
         frame.drop(columns=["index"]).to_csv(args.csv, index=False)
     print(table(frame, args.threshold, args.window, args.tail))
