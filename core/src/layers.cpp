@@ -1,5 +1,8 @@
 #include <assay/layers.hpp>
 
+#include <assay/fused_norm.hpp>
+
+#include <ATen/autocast_mode.h>
 #include <ATen/ops/layer_norm.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/ones.h>
@@ -46,8 +49,17 @@ void NormImpl::reset() {
 
 at::Tensor NormImpl::forward(const at::Tensor& x) {
   if (kernel) return kernel->norm(x, weight, bias, options.eps, options.rms);
-  if (options.rms) return at::rms_norm(x, {options.dim}, weight, options.eps);
-  return at::layer_norm(x, {options.dim}, weight, bias, options.eps);
+  const auto plain = [&] {
+    return options.rms ? at::rms_norm(x, {options.dim}, weight, options.eps)
+                       : at::layer_norm(x, {options.dim}, weight, bias, options.eps);
+  };
+  const auto device = x.device().type();
+  if (!options.autocast_output || !at::autocast::is_autocast_enabled(device)) return plain();
+  const auto dtype = at::autocast::get_autocast_dtype(device);
+  if (dtype != at::kBFloat16 && dtype != at::kHalf) return plain();
+  // On CUDA the fused kernels; on the CPU, ATen's vectorized norm and a cast are faster than its scalar loops.
+  if (x.scalar_type() != at::kFloat || !x.is_cuda()) return plain().to(dtype);
+  return fused_norm::apply(x, weight, bias, {.rms = options.rms, .eps = options.eps, .out_dtype = dtype});
 }
 
 int64_t clear_layer_kernels(torch::nn::Module& module) {

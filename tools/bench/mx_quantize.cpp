@@ -6,13 +6,13 @@
 #include <assay/layers.hpp>
 #include <assay/mx.hpp>
 
+#include "bench_support.hpp"
 #include "registry.hpp"
 
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -25,17 +25,7 @@ namespace mx = assay::mx;
 
 // Median seconds of `repeats` timed calls after 3 warm-up calls.
 double median_seconds(const std::function<void()>& body, int repeats, bool cuda) {
-  for (int i = 0; i < 3; ++i) body();
-  if (cuda) torch::cuda::synchronize();
-  std::vector<double> times;
-  for (int i = 0; i < repeats; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    body();
-    if (cuda) torch::cuda::synchronize();
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return bench::median_seconds(body, repeats, [cuda] { if (cuda) torch::cuda::synchronize(); });
 }
 
 }  // namespace

@@ -57,6 +57,11 @@ struct NormOptions {
   bool affine = true;     ///< learnable weight
   bool bias = true;       ///< learnable bias (LayerNorm with affine only)
   double eps = 1e-5;      ///< added to the variance
+  /// Under autocast to bf16/fp16, return the output in that dtype rather than float32. Right for a norm whose one
+  /// consumer is a matrix product (it would cast the output anyway: same values and gradients; with several
+  /// consumers their gradients would be summed in 16 bits): a float32 CUDA input is then normalized by
+  /// assay::fused_norm, which writes the 16-bit output and gets its gradients in one pass.
+  bool autocast_output = false;
 };
 
 class ASSAY_LAYER_API NormImpl : public torch::nn::Cloneable<NormImpl> {
@@ -67,7 +72,8 @@ class ASSAY_LAYER_API NormImpl : public torch::nn::Cloneable<NormImpl> {
 
   NormOptions options;
   at::Tensor weight, bias;
-  /// What computes the normalization; null = at::layer_norm / at::rms_norm. Set by precision schemes.
+  /// What computes the normalization; null = at::layer_norm / at::rms_norm (or assay::fused_norm, see
+  /// NormOptions::autocast_output). Set by precision schemes; a kernel decides its output's dtype itself.
   std::shared_ptr<const NormKernel> kernel;
 };
 TORCH_MODULE(Norm);

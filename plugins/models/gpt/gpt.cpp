@@ -54,9 +54,11 @@ struct GptOptions {
   }
 };
 
-// LayerNorm or RMSNorm over the last dimension.
-assay::Norm Norm(const GptOptions& o, int64_t dim) {
-  return assay::Norm(assay::NormOptions{.dim = dim, .rms = o.norm == "rmsnorm", .affine = o.norm_affine, .bias = o.norm_bias, .eps = o.norm_eps});
+// LayerNorm or RMSNorm over the last dimension. `feeds_matmul`: the output's one consumer is a matrix product, so
+// under autocast the norm may return the product's input dtype (and fuse that cast; see assay::NormOptions).
+assay::Norm Norm(const GptOptions& o, int64_t dim, bool feeds_matmul = false) {
+  return assay::Norm(assay::NormOptions{.dim = dim, .rms = o.norm == "rmsnorm", .affine = o.norm_affine, .bias = o.norm_bias,
+                                        .eps = o.norm_eps, .autocast_output = feeds_matmul});
 }
 
 // Rotates pairs (i, i + d/2) of the last dimension by position * base^(-2i/d) (GPT-NeoX layout).
@@ -147,9 +149,11 @@ TORCH_MODULE(Mlp);
 class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(const GptOptions& o) : pre_ln_(o.pre_ln), dropout_(o.dropout) {
-    norm1 = register_module("norm1", Norm(o, o.width));
+    // Pre-LN norms feed the qkv projection and the MLP's up projection (SwiGLU: two projections, whose gradients
+    // must meet in float32); post-LN norms are the residual stream itself.
+    norm1 = register_module("norm1", Norm(o, o.width, o.pre_ln));
     attention = register_module("attention", Attention(o));
-    norm2 = register_module("norm2", Norm(o, o.width));
+    norm2 = register_module("norm2", Norm(o, o.width, o.pre_ln && o.activation != "swiglu"));
     mlp = register_module("mlp", Mlp(o));
   }
   at::Tensor forward(at::Tensor x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask, bool causal,
@@ -199,7 +203,7 @@ class Gpt : public assay::Model {
       position_embedding = register_parameter("position_embedding", torch::empty({context_, options.width}).normal_(0, 1));
     }
     for (int64_t l = 0; l < options.layers; ++l) blocks.push_back(register_module("block" + std::to_string(l), Block(options)));
-    if (options.pre_ln) final_norm = register_module("final_norm", Norm(options, options.width));
+    if (options.pre_ln) final_norm = register_module("final_norm", Norm(options, options.width, /*feeds_matmul=*/true));
     if (!options.tied_head) {
       head = register_module("head", assay::Linear(options.width, shape.num_classes, false));
     }

@@ -1,9 +1,12 @@
+#include <assay/layers.hpp>
+
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
 
 #include <fstream>
 
+#include "mixed_precision.hpp"
 #include "test_support.hpp"
 
 namespace assay {
@@ -224,6 +227,48 @@ TEST(Gpt, CudaMatchesCpu) {
     std::vector<at::Tensor> parts{model->forward_with(x.slice(1, 0, 9).cuda(), {{}, {}, &cache})};
     for (int64_t t = 9; t < kContext; ++t) parts.push_back(model->forward_with(x.slice(1, t, t + 1).cuda(), {{}, {}, &cache}));
     EXPECT_LT((torch::cat(parts, 1).cpu() - cpu).abs().max().item<double>(), 1e-4) << json_of(config);
+  }
+}
+
+// Under bf16 autocast the pre-LN norms return bf16 (on CUDA from assay::fused_norm): the loss and every gradient
+// are those of the float32 norms followed by the linear layers' own casts (exactly on the CPU, where the path is
+// ATen's norm and a cast; on CUDA up to the order of float32 sums).
+TEST(Gpt, AutocastNormsGiveTheUnfusedModelsNumbers) {
+  const auto device = torch::cuda::is_available() ? torch::kCUDA : torch::kCPU;
+  for (const auto& config : kConfigs) {
+    auto model = gpt(small(config));
+    model->to(device);
+    // gpt sets the option on the pre-LN norms (two per block, one with SwiGLU, and the final one), never on post-LN
+    // norms (the residual stream itself) or q/k norms (rotary positions follow them).
+    std::vector<NormImpl*> fusable;
+    for (const auto& m : model->modules()) {
+      if (auto* norm = dynamic_cast<NormImpl*>(m.get()); norm && norm->options.autocast_output) fusable.push_back(norm);
+    }
+    const bool pre_ln = !config.count("pre_ln") || std::get<bool>(config.at("pre_ln"));
+    const int64_t layers = config.count("layers") ? std::get<int64_t>(config.at("layers")) : 2;
+    const bool swiglu = config.count("activation") && std::get<std::string>(config.at("activation")) == "swiglu";
+    EXPECT_EQ(static_cast<int64_t>(fusable.size()), pre_ln ? (swiglu ? 1 : 2) * layers + 1 : 0) << json_of(config);
+    auto x = tokens(4, kContext).to(device), targets = tokens(4, kContext, 2).to(device);
+    auto run = [&](bool autocast_output) {
+      for (auto* norm : fusable) norm->options.autocast_output = autocast_output;
+      model->zero_grad();
+      at::Tensor loss;
+      {
+        AutocastScope scope(device, c10::kBFloat16);
+        loss = torch::nn::functional::cross_entropy(model->forward(x).flatten(0, 1).to(torch::kFloat), targets.flatten());
+      }
+      loss.backward();
+      std::vector<at::Tensor> out{loss.detach().clone()};
+      for (const auto& p : model->parameters()) out.push_back(p.grad().clone());
+      return out;
+    };
+    auto fused = run(true), plain = run(false);
+    for (size_t i = 0; i < fused.size(); ++i) {
+      const double scale = plain[i].abs().max().item<double>() + 1e-12;
+      const double error = (fused[i] - plain[i]).abs().max().item<double>() / scale;
+      if (device == torch::kCPU) EXPECT_EQ(error, 0.0) << json_of(config) << " tensor " << i;
+      else EXPECT_LT(error, 2e-2) << json_of(config) << " tensor " << i;
+    }
   }
 }
 
