@@ -31,6 +31,10 @@ struct BackwardProblem {
   bool fp16;
 };
 
+// Columns per lane step in both backends' row sums (the CUDA kernel loads 4 floats at once where it can): the
+// order of float32 additions depends on it, and both backends must add in the same order.
+inline int64_t group_width(int64_t dim) { return dim % 4 == 0 ? 4 : 1; }
+
 void forward_cpu(const ForwardProblem& p);
 void backward_cpu(const BackwardProblem& p);
 

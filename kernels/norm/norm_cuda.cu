@@ -1,6 +1,7 @@
-// CUDA backend: one warp per row. A lane holds V consecutive columns per step (V = 4: 16-byte loads of x and
-// 8-byte loads of the 16-bit tensors, when the dimension and pointers allow it). The row is read from DRAM once;
-// its second and third passes hit the L1 cache (a row of 768 floats is 3 KB).
+// CUDA backend: one warp per row. A lane takes V = group_width(D) consecutive columns per step (16-byte loads of x
+// and 8-byte loads of the 16-bit tensors when V = 4 and the pointers are aligned: A; the same columns one by one
+// otherwise, so that the order of additions, which norm_cpu.cpp follows, does not depend on alignment). The row is
+// read from DRAM once; its second and third passes hit the L1 cache (a row of 768 floats is 3 KB).
 #include "backend.hpp"
 
 #include <cuda_bf16.h>
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace assay::fused_norm::detail {
 namespace {
@@ -57,9 +59,9 @@ __device__ __forceinline__ float widen(unsigned short bits) {
   else return __bfloat162float(__ushort_as_bfloat16(bits));
 }
 
-template <int V>
+template <int V, bool A>
 __device__ __forceinline__ void load(const float* p, float (&v)[V]) {
-  if constexpr (V == 4) {
+  if constexpr (V == 4 && A) {
     const float4 t = *reinterpret_cast<const float4*>(p);
     v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
   } else {
@@ -68,15 +70,15 @@ __device__ __forceinline__ void load(const float* p, float (&v)[V]) {
 }
 
 // Loads V weights (ones when there is no weight).
-template <int V>
+template <int V, bool A>
 __device__ __forceinline__ void load_or(const float* p, int64_t c, float fill, float (&v)[V]) {
-  if (p) load<V>(p + c, v);
+  if (p) load<V, A>(p + c, v);
   else for (int i = 0; i < V; ++i) v[i] = fill;
 }
 
-template <bool FP16, int V>
+template <bool FP16, int V, bool A>
 __device__ __forceinline__ void load16(const unsigned short* p, float (&v)[V]) {
-  if constexpr (V == 4) {
+  if constexpr (V == 4 && A) {
     const uint2 t = *reinterpret_cast<const uint2*>(p);
     v[0] = widen<FP16>(t.x & 0xffffu), v[1] = widen<FP16>(t.x >> 16);
     v[2] = widen<FP16>(t.y & 0xffffu), v[3] = widen<FP16>(t.y >> 16);
@@ -85,9 +87,9 @@ __device__ __forceinline__ void load16(const unsigned short* p, float (&v)[V]) {
   }
 }
 
-template <bool FP16, int V>
+template <bool FP16, int V, bool A>
 __device__ __forceinline__ void store16(unsigned short* p, const float (&v)[V]) {
-  if constexpr (V == 4) {
+  if constexpr (V == 4 && A) {
     uint2 t;
     t.x = narrow<FP16>(v[0]) | (static_cast<unsigned>(narrow<FP16>(v[1])) << 16);
     t.y = narrow<FP16>(v[2]) | (static_cast<unsigned>(narrow<FP16>(v[3])) << 16);
@@ -97,15 +99,15 @@ __device__ __forceinline__ void store16(unsigned short* p, const float (&v)[V]) 
   }
 }
 
-template <int V>
+template <int V, bool A>
 __device__ __forceinline__ void store(float* p, const float (&v)[V]) {
-  if constexpr (V == 4) *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  if constexpr (V == 4 && A) *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
   else for (int i = 0; i < V; ++i) p[i] = v[i];
 }
 
-template <int V>
+template <int V, bool A>
 __device__ __forceinline__ void accumulate(float* p, const float (&v)[V]) {
-  if constexpr (V == 4) {
+  if constexpr (V == 4 && A) {
     float4 t = *reinterpret_cast<float4*>(p);
     t.x += v[0], t.y += v[1], t.z += v[2], t.w += v[3];
     *reinterpret_cast<float4*>(p) = t;
@@ -114,7 +116,7 @@ __device__ __forceinline__ void accumulate(float* p, const float (&v)[V]) {
   }
 }
 
-template <bool FP16, int V>
+template <bool FP16, int V, bool A>
 __global__ void forward_kernel(ForwardProblem p) {
   const int lane = threadIdx.x % kWarp;
   const int64_t D = p.dim, step = static_cast<int64_t>(kWarp) * V;
@@ -125,29 +127,29 @@ __global__ void forward_kernel(ForwardProblem p) {
     if (!p.rms) {
       float sum = 0;
       for (int64_t c = lane * V; c < D; c += step) {
-        load<V>(x + c, v);
+        load<V, A>(x + c, v);
         for (int i = 0; i < V; ++i) sum += v[i];
       }
       mean = warp_sum(sum) / static_cast<float>(D);
     }
     float squares = 0;
     for (int64_t c = lane * V; c < D; c += step) {
-      load<V>(x + c, v);
+      load<V, A>(x + c, v);
       for (int i = 0; i < V; ++i) squares += (v[i] - mean) * (v[i] - mean);
     }
     const float rstd = 1.0f / sqrtf(warp_sum(squares) / static_cast<float>(D) + p.eps);
     auto* y = static_cast<unsigned short*>(p.y) + row * D;
     for (int64_t c = lane * V; c < D; c += step) {
       float w[V], b[V];
-      load<V>(x + c, v);
-      load_or<V>(p.weight, c, 1.0f, w);
-      load_or<V>(p.bias, c, 0.0f, b);
+      load<V, A>(x + c, v);
+      load_or<V, A>(p.weight, c, 1.0f, w);
+      load_or<V, A>(p.bias, c, 0.0f, b);
       for (int i = 0; i < V; ++i) {
         v[i] = (v[i] - mean) * rstd;
         if (p.weight) v[i] *= w[i];
         if (p.bias) v[i] += b[i];
       }
-      store16<FP16, V>(y + c, v);
+      store16<FP16, V, A>(y + c, v);
     }
     if (lane == 0) p.mean[row] = mean, p.rstd[row] = rstd;
   }
@@ -155,7 +157,7 @@ __global__ void forward_kernel(ForwardProblem p) {
 
 // Each warp adds its rows' weight/bias gradients into its own slab of 2 * D floats: in shared memory (then the
 // block adds its warps' slabs into partials[blockIdx]) or, when D is too large for that, in partials directly.
-template <bool FP16, int V>
+template <bool FP16, int V, bool A>
 __global__ void backward_kernel(BackwardProblem p, float* partials, int warps, bool shared_slabs) {
   extern __shared__ float shared[];
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
@@ -174,9 +176,9 @@ __global__ void backward_kernel(BackwardProblem p, float* partials, int warps, b
     const float mean = p.mean[row], rstd = p.rstd[row];
     float xv[V], g[V], w[V], sum_wg = 0, sum_wg_xhat = 0;
     for (int64_t c = lane * V; c < D; c += step) {
-      load<V>(x + c, xv);
-      load16<FP16, V>(dy + c, g);
-      load_or<V>(p.weight, c, 1.0f, w);
+      load<V, A>(x + c, xv);
+      load16<FP16, V, A>(dy + c, g);
+      load_or<V, A>(p.weight, c, 1.0f, w);
       for (int i = 0; i < V; ++i) {
         const float wg = p.weight ? w[i] * g[i] : g[i];
         sum_wg += wg;
@@ -188,18 +190,18 @@ __global__ void backward_kernel(BackwardProblem p, float* partials, int warps, b
     const float b = warp_sum(sum_wg_xhat) / static_cast<float>(D);
     for (int64_t c = lane * V; c < D; c += step) {
       float dx[V], dweight[V];
-      load<V>(x + c, xv);
-      load16<FP16, V>(dy + c, g);
-      load_or<V>(p.weight, c, 1.0f, w);
+      load<V, A>(x + c, xv);
+      load16<FP16, V, A>(dy + c, g);
+      load_or<V, A>(p.weight, c, 1.0f, w);
       for (int i = 0; i < V; ++i) {
         const float xhat = (xv[i] - mean) * rstd, wg = p.weight ? w[i] * g[i] : g[i];
         dx[i] = rstd * (wg - a - xhat * b);
         dweight[i] = g[i] * xhat;
       }
-      store<V>(p.dx + row * D + c, dx);
+      store<V, A>(p.dx + row * D + c, dx);
       if (sums) {
-        accumulate<V>(slab + c, dweight);
-        accumulate<V>(slab + D + c, g);
+        accumulate<V, A>(slab + c, dweight);
+        accumulate<V, A>(slab + D + c, g);
       }
     }
   }
@@ -255,9 +257,9 @@ BackwardPlan backward_plan(int64_t rows, int64_t dim) {
   return plan;
 }
 
-template <bool FP16, int V>
+template <bool FP16, int V, bool A>
 void launch_backward(const BackwardProblem& p, float* partials, const BackwardPlan& plan, cudaStream_t stream) {
-  auto* kernel = backward_kernel<FP16, V>;
+  auto* kernel = backward_kernel<FP16, V, A>;
   if (plan.shared_bytes > 48 * 1024) {
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(plan.shared_bytes)),
           "shared memory size");
@@ -266,20 +268,32 @@ void launch_backward(const BackwardProblem& p, float* partials, const BackwardPl
                                                                                        plan.shared_slabs);
 }
 
+// Calls body(std::integral_constant<bool, FP16>, std::integral_constant<int, V>, std::integral_constant<bool, A>).
+template <class Body>
+void dispatch(bool fp16, int64_t dim, bool aligned, const Body& body) {
+  using T = std::true_type;
+  using F = std::false_type;
+  using Four = std::integral_constant<int, 4>;
+  using One = std::integral_constant<int, 1>;
+  auto width = [&](auto half) {
+    if (group_width(dim) == 1) body(half, One{}, F{});
+    else if (aligned) body(half, Four{}, T{});
+    else body(half, Four{}, F{});
+  };
+  if (fp16) width(T{});
+  else width(F{});
+}
+
 }  // namespace
 
 void forward_cuda(const ForwardProblem& p, void* stream_ptr) {
   auto stream = static_cast<cudaStream_t>(stream_ptr);
-  const bool vec = p.dim % 4 == 0 && aligned16(p.x) && aligned16(p.weight) && aligned16(p.bias) && aligned8(p.y);
+  const bool aligned = aligned16(p.x) && aligned16(p.weight) && aligned16(p.bias) && aligned8(p.y);
   const int64_t blocks = std::min<int64_t>((p.rows + kForwardWarps - 1) / kForwardWarps, int64_t{1} << 20);
-  const int threads = kForwardWarps * kWarp;
-  if (p.fp16) {
-    if (vec) forward_kernel<true, 4><<<blocks, threads, 0, stream>>>(p);
-    else forward_kernel<true, 1><<<blocks, threads, 0, stream>>>(p);
-  } else {
-    if (vec) forward_kernel<false, 4><<<blocks, threads, 0, stream>>>(p);
-    else forward_kernel<false, 1><<<blocks, threads, 0, stream>>>(p);
-  }
+  dispatch(p.fp16, p.dim, aligned, [&](auto fp16, auto v, auto a) {
+    forward_kernel<decltype(fp16)::value, decltype(v)::value, decltype(a)::value>
+        <<<blocks, kForwardWarps * kWarp, 0, stream>>>(p);
+  });
   check(cudaGetLastError(), "forward launch");
 }
 
@@ -288,15 +302,10 @@ int64_t backward_cuda_partials(int64_t rows, int64_t dim) { return backward_plan
 void backward_cuda(const BackwardProblem& p, float* partials, void* stream_ptr) {
   auto stream = static_cast<cudaStream_t>(stream_ptr);
   const auto plan = backward_plan(p.rows, p.dim);
-  const bool vec = p.dim % 4 == 0 && aligned16(p.x) && aligned16(p.weight) && aligned16(p.dx) && aligned8(p.dy) &&
-                   aligned16(partials);
-  if (p.fp16) {
-    if (vec) launch_backward<true, 4>(p, partials, plan, stream);
-    else launch_backward<true, 1>(p, partials, plan, stream);
-  } else {
-    if (vec) launch_backward<false, 4>(p, partials, plan, stream);
-    else launch_backward<false, 1>(p, partials, plan, stream);
-  }
+  const bool aligned = aligned16(p.x) && aligned16(p.weight) && aligned16(p.dx) && aligned8(p.dy) && aligned16(partials);
+  dispatch(p.fp16, p.dim, aligned, [&](auto fp16, auto v, auto a) {
+    launch_backward<decltype(fp16)::value, decltype(v)::value, decltype(a)::value>(p, partials, plan, stream);
+  });
   check(cudaGetLastError(), "backward launch");
   if (!partials) return;
   const dim3 threads(kWarp, 8);
