@@ -33,6 +33,25 @@ first, last = a["metrics/train.loss/value"][:10].mean(), a["metrics/train.loss/v
 print(f"train.loss {first:.3f} -> {last:.3f}")
 assert last < first - 0.1, "the LM did not train"
 PY
+# A graphed step's results are read during the next step: every step's row arrives, in order, and the newest ones
+# before a checkpoint (a run resumed from step 100 trains as the uninterrupted one) and before a divergence.
+GRAPHED=("${LM[@]}" run.cuda_graph=true run.lr_schedule=constant run.checkpoint_every=50 run.eval_every=50)
+expect_exit 0 "${GRAPHED[@]}" --out "$WORK/graphed-whole"
+expect_exit 0 "${GRAPHED[@]}" --out "$WORK/graphed-resumed" run.steps=100
+expect_exit 0 "${GRAPHED[@]}" --out "$WORK/graphed-resumed" --resume
+python3 - "$WORK/graphed-whole/run.h5" "$WORK/graphed-resumed/run.h5" <<'PY' || fail "a resumed graphed run lost rows or trains differently"
+import sys, h5py, numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:])
+for f in (a, b):
+    steps = f["metrics/train.loss/step"][:]
+    assert list(steps) == list(range(1, 121)), steps
+x, y = a["metrics/train.loss/value"][:], b["metrics/train.loss/value"][:]
+print(f"resumed graphed run: max relative loss difference {np.max(np.abs(x - y) / np.abs(x)):.2e}")
+assert np.allclose(x, y, rtol=1e-3)
+PY
+expect_exit 3 "${LM[@]}" --out "$WORK/lm-graph-diverged" run.cuda_graph=true optimizer.lr=1e38 run.grad_clip=0
+expect_output "marking the run diverged"
+[ "$(store_attr "$WORK/lm-graph-diverged" status)" = diverged ] || fail "a graphed run's divergence is not recorded"
 expect_exit 0 "${LM[@]}" --out "$WORK/lm-loop" run.cuda_graph=true optimizer.implementation=loop
 expect_output "optimizer 'adamw' is not capturable"
 echo "cuda_graph: ok (CPU fallback and the captured step on CUDA)"

@@ -14,6 +14,8 @@
 #include <assay/layers.hpp>
 #include <assay/log.hpp>
 
+#include <c10/core/Event.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/cuda.h>
 #include <ATen/ops/_foreach_mul.h>
 #include <ATen/ops/_foreach_norm.h>
@@ -25,6 +27,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <deque>
 #include <cmath>
 #include <csignal>
 #include <filesystem>
@@ -123,6 +126,7 @@ class Trainer {
         current_step_ = step;
         for (const auto& sw : spec.precision_switches) {
           if (sw.at_step != step) continue;
+          if (int code = receive_results(); code != kExitOk) return code;
           use_precision(sw.precision, stage);
           prepare_graph(spec, stage);
           store_.event(step, "precision", sw.precision.use + " from step " + std::to_string(step) + " (" +
@@ -131,6 +135,14 @@ class Trainer {
         }
         if (int code = train_step(spec, stage, step, step - stage_start - 1); code != kExitOk) return code;
         const bool last = step == stage_end;
+        // A graphed step's results arrive during the next step; before an evaluation, a checkpoint or a stop the
+        // store gets them first.
+        const bool boundary = last || g_signal != 0 ||
+                              (recipe_.run.eval_every > 0 && step % recipe_.run.eval_every == 0) ||
+                              (recipe_.run.checkpoint_every > 0 && step % recipe_.run.checkpoint_every == 0);
+        if (boundary) {
+          if (int code = receive_results(); code != kExitOk) return code;
+        }
         if (last || (recipe_.run.eval_every > 0 && step % recipe_.run.eval_every == 0)) evaluate(stage, step);
         const bool interrupted = dp_ ? interrupted_ : g_signal != 0;  // data parallel: any rank's signal stops all
         if (lead_ && (last || interrupted || (recipe_.run.checkpoint_every > 0 && step % recipe_.run.checkpoint_every == 0))) {
@@ -327,20 +339,25 @@ class Trainer {
     return sums;
   }
 
-  /// Host values of a step's sums, and of `extra` when defined (one transfer for the loss, every tensor
-  /// metric and the extra value; the step's only synchronization with the device).
-  std::pair<double, std::vector<std::pair<std::string, double>>> read_sums(const StepSums& sums,
-                                                                           const at::Tensor& extra = {},
-                                                                           double* extra_value = nullptr) {
+  /// A step's loss, its tensor metrics and `extra` (when defined) in one float64 device tensor: one transfer.
+  static at::Tensor gathered(const StepSums& sums, const at::Tensor& extra = {}) {
     std::vector<at::Tensor> values{sums.loss.reshape({1})};
     for (const auto& m : sums.tensor_metrics) values.push_back(m.second.reshape({1}));
     if (extra.defined()) values.push_back(extra.to(c10::kDouble).reshape({1}));
-    auto host = torch::cat(values).cpu();
-    const double* v = host.data_ptr<double>();
+    return torch::cat(values);
+  }
+
+  /// The metrics of `sums`, the tensor ones read from `v` (gathered()'s layout).
+  static std::vector<std::pair<std::string, double>> metrics_of(const StepSums& sums, const double* v) {
     std::vector<std::pair<std::string, double>> metrics = sums.host_metrics;
     for (size_t k = 0; k < sums.tensor_metrics.size(); ++k) metrics.emplace_back(sums.tensor_metrics[k].first, v[k + 1]);
-    if (extra.defined()) *extra_value = v[values.size() - 1];
-    return {v[0], metrics};
+    return metrics;
+  }
+
+  /// Host values of a step's loss and metrics (the eager step's only synchronization with the device).
+  std::pair<double, std::vector<std::pair<std::string, double>>> read_sums(const StepSums& sums) {
+    const auto host = gathered(sums).cpu();
+    return {host.const_data_ptr<double>()[0], metrics_of(sums, host.const_data_ptr<double>())};
   }
 
   /// Total gradient L2 norm (a device tensor), clipped to `clip` when > 0, as torch.nn.utils.clip_grad_norm_
@@ -374,8 +391,7 @@ class Trainer {
 
   /// run.cuda_graph: two eager warm-up steps on the capture stream, then the step is captured once and
   /// replayed. Returns false when the step could not be captured (the caller trains eagerly).
-  bool graphed_step(const StageSpec& spec, StageComponents& s, int64_t step, double& loss,
-                    std::vector<std::pair<std::string, double>>& metrics, double& grad_norm) {
+  bool graphed_step(const StageSpec& spec, StageComponents& s, int64_t step) {
     auto body = [&] {
       for (auto& p : params_) p.mutable_grad().reset();
       graph_sums_ = forward_backward(spec, s, step);
@@ -400,8 +416,63 @@ class Trainer {
       }
     }
     if (graph_->captured()) graph_->replay();
-    std::tie(loss, metrics) = read_sums(graph_sums_, graph_norm_, &grad_norm);
     return true;
+  }
+
+  /// A graphed step's results on their way to the host. The next step is launched before they are read, so that
+  /// the host's per-step work (batch, learning rate, store) overlaps the device's instead of waiting for it.
+  struct PendingStep {
+    int64_t step = 0;
+    bool record = false;
+    double lr = 0;
+    StepSums sums;
+    at::Tensor values;  // pinned host memory: gathered(sums, gradient norm)
+    std::shared_ptr<c10::Event> copied;
+  };
+
+  /// Starts the copy of the graphed step's results to the host.
+  void send_results(int64_t step, bool record, double lr) {
+    const auto on_device = gathered(graph_sums_, graph_norm_);
+    PendingStep p{step, record, lr, graph_sums_,
+                  at::empty(on_device.sizes(), on_device.options().device(c10::kCPU).pinned_memory(true)),
+                  std::make_shared<c10::Event>(device_.type())};
+    p.values.copy_(on_device, /*non_blocking=*/true);
+    p.copied->record(c10::impl::VirtualGuardImpl(device_.type()).getStream(device_));
+    pending_.push_back(std::move(p));
+  }
+
+  /// Reads and records the pending steps' results, all but the newest `keep`. Returns an exit code.
+  int receive_results(size_t keep = 0) {
+    while (pending_.size() > keep) {
+      const PendingStep p = std::move(pending_.front());
+      pending_.pop_front();
+      p.copied->synchronize();
+      const double* v = p.values.const_data_ptr<double>();
+      if (diverged(p.step, v[0])) {
+        pending_.clear();
+        return kExitDiverged;
+      }
+      if (p.record) record_metrics(p.step, v[0], p.lr, v[p.sums.tensor_metrics.size() + 1], metrics_of(p.sums, v));
+    }
+    return kExitOk;
+  }
+
+  /// Keeps the loss for the progress line; true (with the store told) when it is not finite.
+  bool diverged(int64_t step, double loss) {
+    last_loss_ = loss;
+    if (std::isfinite(loss)) return false;
+    store_.metric("train.loss", step, loss);
+    store_.event(step, "diverged", "training loss is " + std::to_string(loss) + "; run stopped");
+    log::error("step ", step, ": loss is ", loss, "; marking the run diverged");
+    return true;
+  }
+
+  void record_metrics(int64_t step, double loss, double lr, double grad_norm,
+                      const std::vector<std::pair<std::string, double>>& metrics) {
+    store_.metric("train.loss", step, loss);
+    store_.metric("train.lr", step, lr);
+    store_.metric("train.grad_norm", step, grad_norm);
+    for (const auto& [name, value] : metrics) store_.metric("train." + name, step, value);
   }
 
   int train_step(const StageSpec& spec, StageComponents& s, int64_t step, int64_t stage_step) {
@@ -411,17 +482,15 @@ class Trainer {
     const bool scaled = spec.options.autocast == "fp16";  // fp16's narrow range needs loss scaling; bf16's does not
     if (scaled && !scaler_) scaler_.emplace();
     const bool record = step % recipe_.run.log_every == 0;
-    double loss = 0;
-    std::vector<std::pair<std::string, double>> metrics;
-    double graph_norm = 0;  // the graphed step's gradient norm
-    const bool graphed = graph_ && graphed_step(spec, s, step, loss, metrics, graph_norm);
-    double metric_weight = 1;
-    if (!graphed) {
-      for (auto& p : params_) p.mutable_grad().reset();
-      const StepSums sums = forward_backward(spec, s, step);
-      std::tie(loss, metrics) = read_sums(sums);
-      metric_weight = sums.weight;
+    if (graph_ && graphed_step(spec, s, step)) {
+      send_results(step, record, s.optimizer->lr());
+      return receive_results(/*keep=*/1);  // the step before this one
     }
+    if (int code = receive_results(); code != kExitOk) return code;  // a capture that failed after warm-up steps
+    for (auto& p : params_) p.mutable_grad().reset();
+    const StepSums sums = forward_backward(spec, s, step);
+    auto [loss, metrics] = read_sums(sums);
+    const double metric_weight = sums.weight;
     if (dp_) {
       const int world = dp_->info().world_size;
       // The metrics' names hashed to 20 bits: every rank has the same names iff (sum h)^2 = world * sum h^2.
@@ -443,34 +512,19 @@ class Trainer {
         for (auto& m : metrics) m.second *= metric_weight > 0 ? 1.0 / metric_weight : 0.0;
       }
     }
-    last_loss_ = loss;
-    if (!std::isfinite(loss)) {
-      store_.metric("train.loss", step, loss);
-      store_.event(step, "diverged", "training loss is " + std::to_string(loss) + "; run stopped");
-      log::error("step ", step, ": loss is ", loss, "; marking the run diverged");
-      return kExitDiverged;
-    }
+    if (diverged(step, loss)) return kExitDiverged;
     double grad_norm = 0;
-    if (graphed) {
-      grad_norm = graph_norm;
-    } else {
-      const double loss_scale = scaled ? scaler_->scale() : 0;
-      // fp16: gradients divided by the scale; an overflow skips the step (and lowers the scale).
-      const bool finite = !scaled || scaler_->unscale_and_update(params_);
-      if (!finite) {
-        grad_norm = std::numeric_limits<double>::infinity();
-      } else if (spec.options.grad_clip > 0 || record) {
-        grad_norm = clip_on_device(spec.options.grad_clip).item<double>();
-      }
-      if (finite) s.optimizer->step();
-      if (scaled && record) store_.metric("train.loss_scale", step, loss_scale);
+    const double loss_scale = scaled ? scaler_->scale() : 0;
+    // fp16: gradients divided by the scale; an overflow skips the step (and lowers the scale).
+    const bool finite = !scaled || scaler_->unscale_and_update(params_);
+    if (!finite) {
+      grad_norm = std::numeric_limits<double>::infinity();
+    } else if (spec.options.grad_clip > 0 || record) {
+      grad_norm = clip_on_device(spec.options.grad_clip).item<double>();
     }
-    if (record) {
-      store_.metric("train.loss", step, loss);
-      store_.metric("train.lr", step, s.optimizer->lr());
-      store_.metric("train.grad_norm", step, grad_norm);
-      for (auto& [name, value] : metrics) store_.metric("train." + name, step, value);
-    }
+    if (finite) s.optimizer->step();
+    if (scaled && record) store_.metric("train.loss_scale", step, loss_scale);
+    if (record) record_metrics(step, loss, s.optimizer->lr(), grad_norm, metrics);
     return kExitOk;
   }
 
@@ -498,6 +552,7 @@ class Trainer {
   std::unique_ptr<StepGraph> graph_;  // run.cuda_graph, per stage; null = eager
   int graph_warmups_ = 0;
   StepSums graph_sums_;               // the captured step's outputs
+  std::deque<PendingStep> pending_;   // graphed steps whose results are not read yet (at most 2)
   at::Tensor graph_norm_;
   TaskShape task_shape_;
   std::shared_ptr<Model> model_;
