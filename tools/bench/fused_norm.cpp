@@ -20,16 +20,8 @@ int main(int argc, char** argv) {
   std::string device = "cpu";
   int64_t rows = 16 * 1024, dim = 768;
   int repeats = 50;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i];
-    if (key == "--device") device = argv[i + 1];
-    else if (key == "--rows") rows = std::stoll(argv[i + 1]);
-    else if (key == "--dim") dim = std::stoll(argv[i + 1]);
-    else if (key == "--repeats") repeats = std::stoi(argv[i + 1]);
-    else {
-      std::fprintf(stderr, "unknown option %s\n", key.c_str());
-      return 2;
-    }
+  if (!bench::Flags().add("device", device).add("rows", rows).add("dim", dim).add("repeats", repeats).parse(argc, argv)) {
+    return 2;
   }
   const bool cuda = device == "cuda";
   if (cuda && !torch::cuda::is_available()) {

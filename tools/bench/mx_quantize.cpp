@@ -34,16 +34,8 @@ int main(int argc, char** argv) {
   std::string device = "cpu";
   int64_t rows = 4096, cols = 4096;
   int repeats = 20;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i];
-    if (key == "--device") device = argv[i + 1];
-    else if (key == "--rows") rows = std::stoll(argv[i + 1]);
-    else if (key == "--cols") cols = std::stoll(argv[i + 1]);
-    else if (key == "--repeats") repeats = std::stoi(argv[i + 1]);
-    else {
-      std::fprintf(stderr, "unknown option %s\n", key.c_str());
-      return 2;
-    }
+  if (!bench::Flags().add("device", device).add("rows", rows).add("cols", cols).add("repeats", repeats).parse(argc, argv)) {
+    return 2;
   }
   const bool cuda = device == "cuda";
   if (cuda && !torch::cuda::is_available()) {
