@@ -60,7 +60,6 @@ struct NormFunction : torch::autograd::Function<NormFunction> {
     auto f = fused_norm::forward(in, weight, bias, o);
     ctx->save_for_backward({in, weight, f.mean, f.rstd});
     ctx->saved_data["rms"] = rms;
-    ctx->saved_data["eps"] = eps;
     ctx->saved_data["out_dtype"] = out_dtype;
     ctx->saved_data["has_bias"] = bias.defined();
     return f.y;
@@ -69,8 +68,8 @@ struct NormFunction : torch::autograd::Function<NormFunction> {
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const Options o{.rms = ctx->saved_data["rms"].toBool(), .eps = ctx->saved_data["eps"].toDouble(),
-                    .out_dtype = static_cast<at::ScalarType>(ctx->saved_data["out_dtype"].toInt())};
+    const Options o{.rms = ctx->saved_data["rms"].toBool(),
+                    .out_dtype = static_cast<at::ScalarType>(ctx->saved_data["out_dtype"].toInt())};  // no eps in backward
     auto g = fused_norm::backward(grads[0], saved[0], saved[2], saved[3], saved[1],
                                   ctx->saved_data["has_bias"].toBool(), o);
     return {g.x, g.weight, g.bias, at::Tensor(), at::Tensor(), at::Tensor()};
