@@ -5,6 +5,8 @@
 
 #include "registry.hpp"
 
+#include <torch/utils.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <functional>
@@ -49,6 +51,31 @@ class MemoryRecorder : public Recorder {
   std::map<std::string, std::vector<std::pair<int64_t, at::Tensor>>> rows;
   struct Event { int64_t step; std::string kind, message; };
   std::vector<Event> events;
+};
+
+/// A tiny gpt (width 16, 2 heads, `layers` blocks, torch seed 0) on a `TaskT`, wired into `context` with a
+/// MemoryRecorder (context.seed = `seed`): for algorithm tests that need a real model.
+template <class TaskT>
+struct TinyGptOn {
+  MemoryRecorder recorder;
+  Context context;
+  TaskT task;
+  std::shared_ptr<Model> model;
+
+  explicit TinyGptOn(int64_t layers, uint64_t seed) {
+    context.seed = seed;
+    context.recorder = &recorder;
+    context.task = &task;
+    context.task_shape = task.shape();
+    torch::manual_seed(0);
+    model = plugins().create<Model>(
+        "gpt", values_of(Kind::model, "gpt", {{"layers", layers}, {"width", int64_t{16}}, {"heads", int64_t{2}}}), context);
+    context.model = model.get();
+  }
+  /// Algorithm `name` with `overrides` in this context.
+  std::shared_ptr<Algorithm> algorithm(const std::string& name, const Values& overrides) {
+    return plugins().create<Algorithm>(name, values_of(Kind::algorithm, name, overrides), context);
+  }
 };
 
 }  // namespace assay::testing

@@ -100,27 +100,13 @@ class SequenceStub : public Task {
   Batch eval_batch(std::string_view) override { return train_batch(-1); }
 };
 
-struct GptOnSequences {
-  testing::MemoryRecorder recorder;
-  Context context;
-  SequenceStub task;
-  std::shared_ptr<Model> model;
-  GptOnSequences() {
-    context.seed = 2;
-    context.recorder = &recorder;
-    context.task = &task;
-    context.task_shape = task.shape();
-    torch::manual_seed(0);
-    model = testing::plugins().create<Model>("gpt", testing::values_of(Kind::model, "gpt", {{"layers", int64_t{2}},
-        {"width", int64_t{16}}, {"heads", int64_t{2}}}), context);
-    model->to(torch::kDouble);
-    context.model = model.get();
-  }
+struct GptOnSequences : testing::TinyGptOn<SequenceStub> {
+  GptOnSequences() : TinyGptOn(/*layers=*/2, /*seed=*/2) { model->to(torch::kDouble); }
   std::shared_ptr<Algorithm> ebft(Values overrides) {
     overrides.emplace("stride", int64_t{4});
     overrides.emplace("context", int64_t{4});
     overrides.emplace("block_length", int64_t{4});
-    return testing::plugins().create<Algorithm>("ebft", testing::values_of(Kind::algorithm, "ebft", overrides), context);
+    return algorithm("ebft", overrides);
   }
 };
 

@@ -138,25 +138,9 @@ class PromptValueTask : public Task {
 };
 
 // A tiny gpt on PromptValueTask, for what needs a real model: the critic's weight exchange and its learning.
-struct GptSetup {
-  testing::MemoryRecorder recorder;
-  Context context;
-  PromptValueTask task;
-  std::shared_ptr<Model> model;
-
-  GptSetup() {
-    context.seed = 1;
-    context.recorder = &recorder;
-    context.task = &task;
-    context.task_shape = task.shape();
-    torch::manual_seed(0);
-    model = testing::plugins().create<Model>("gpt", testing::values_of(Kind::model, "gpt", {{"layers", int64_t{1}},
-        {"width", int64_t{16}}, {"heads", int64_t{2}}}), context);
-    context.model = model.get();
-  }
-  std::shared_ptr<Algorithm> ppo(const Values& overrides) {
-    return testing::plugins().create<Algorithm>("ppo", testing::values_of(Kind::algorithm, "ppo", overrides), context);
-  }
+struct GptSetup : testing::TinyGptOn<PromptValueTask> {
+  GptSetup() : TinyGptOn(/*layers=*/1, /*seed=*/1) {}
+  std::shared_ptr<Algorithm> ppo(const Values& overrides) { return algorithm("ppo", overrides); }
   std::vector<at::Tensor> weights() {
     std::vector<at::Tensor> w;
     for (const auto& p : model->parameters()) w.push_back(p.detach().clone());
