@@ -57,8 +57,10 @@ at::Tensor NormImpl::forward(const at::Tensor& x) {
   if (!options.autocast_output || !at::autocast::is_autocast_enabled(device)) return plain();
   const auto dtype = at::autocast::get_autocast_dtype(device);
   if (dtype != at::kBFloat16 && dtype != at::kHalf) return plain();
-  // On CUDA the fused kernels; on the CPU, ATen's vectorized norm and a cast are faster than its scalar loops.
-  if (x.scalar_type() != at::kFloat || !x.is_cuda()) return plain().to(dtype);
+  // On CUDA the fused kernels (float32 tensors only); on the CPU, ATen's vectorized norm and a cast are faster than
+  // the fused kernels' scalar loops.
+  const auto is_float = [](const at::Tensor& t) { return !t.defined() || t.scalar_type() == at::kFloat; };
+  if (!x.is_cuda() || x.scalar_type() != at::kFloat || !is_float(weight) || !is_float(bias)) return plain().to(dtype);
   return fused_norm::apply(x, weight, bias, {.rms = options.rms, .eps = options.eps, .out_dtype = dtype});
 }
 
