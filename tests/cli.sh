@@ -61,6 +61,9 @@ expect_output "diverged  training loss is"
 expect_exit 0 "$ASSAY" run "$WORK/small.toml" --out "$WORK/cosine" run.steps=50 run.lr_schedule=cosine \
   run.warmup_steps=10 run.min_lr_ratio=0.1
 expect_exit 0 "$ASSAY" run "$WORK/small.toml" --out "$WORK/accum" run.steps=50 run.grad_accum=3
+# More micro-batches than the batch has rows: said plainly (it was a reshape error from inside the model).
+expect_exit 1 "$ASSAY" run "$WORK/small.toml" --out "$WORK/accum-too-fine" run.steps=5 task.batch_size=4 run.grad_accum=8
+expect_output "the task's batch of 4 rows cannot be cut into 8 micro-batches (run.grad_accum"
 expect_exit 0 "$ASSAY" run "$WORK/small.toml" --out "$WORK/noclip" run.steps=50 optimizer.use=sgd optimizer.lr=0.5 model.init_std=0.5
 expect_exit 0 "$ASSAY" run "$WORK/small.toml" --out "$WORK/clip" run.steps=50 optimizer.use=sgd optimizer.lr=0.5 model.init_std=0.5 \
   run.grad_clip=1e-6

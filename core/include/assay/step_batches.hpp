@@ -38,13 +38,21 @@ class StepBatches {
 
   /// Micro-batch `micro` of `micro_count` of task.train_batch(step) (rows divided as Tensor::tensor_split does)
   /// and its share of the batch's rows (StepOutput::weight); the whole batch and 1 when micro_count <= 1.
+  /// Throws std::invalid_argument when the batch has fewer rows than micro-batches (an empty one has no loss).
   std::pair<Batch, double> micro_batch(int64_t step, int micro, int micro_count) {
     if (step != step_) {
       batch_ = task_.train_batch(step);
       step_ = step;
     }
     if (micro_count <= 1) return {batch_, 1.0};
-    const auto total = static_cast<double>(batch_.inputs.size(0));
+    const int64_t rows = batch_.inputs.size(0);
+    if (rows < micro_count) {
+      throw std::invalid_argument("step " + std::to_string(step) + ": the task's batch of " + std::to_string(rows) +
+                                  " rows cannot be cut into " + std::to_string(micro_count) +
+                                  " micro-batches (run.grad_accum x data-parallel ranks): lower run.grad_accum or "
+                                  "raise the task's batch size");
+    }
+    const auto total = static_cast<double>(rows);
     Batch part{batch_.inputs.tensor_split(micro_count)[static_cast<size_t>(micro)],
                batch_.targets.tensor_split(micro_count)[static_cast<size_t>(micro)]};
     return {part, static_cast<double>(part.inputs.size(0)) / total};
