@@ -135,17 +135,19 @@ class Trainer {
         }
         if (int code = train_step(spec, stage, step, step - stage_start - 1); code != kExitOk) return code;
         const bool last = step == stage_end;
-        // A graphed step's results arrive during the next step; before an evaluation, a checkpoint or a stop the
-        // store gets them first.
-        const bool boundary = last || g_signal != 0 ||
-                              (recipe_.run.eval_every > 0 && step % recipe_.run.eval_every == 0) ||
-                              (recipe_.run.checkpoint_every > 0 && step % recipe_.run.checkpoint_every == 0);
-        if (boundary) {
+        // A graphed step's results arrive during the next step: the store gets them before an evaluation, a
+        // checkpoint or a stop (receive_results() with nothing pending does nothing).
+        if (last || (recipe_.run.eval_every > 0 && step % recipe_.run.eval_every == 0)) {
+          if (int code = receive_results(); code != kExitOk) return code;
+          evaluate(stage, step);
+        }
+        const bool interrupted = dp_ ? interrupted_ : g_signal != 0;  // data parallel: any rank's signal stops all
+        const bool checkpoint = last || interrupted ||
+                                (recipe_.run.checkpoint_every > 0 && step % recipe_.run.checkpoint_every == 0);
+        if (checkpoint) {
           if (int code = receive_results(); code != kExitOk) return code;
         }
-        if (last || (recipe_.run.eval_every > 0 && step % recipe_.run.eval_every == 0)) evaluate(stage, step);
-        const bool interrupted = dp_ ? interrupted_ : g_signal != 0;  // data parallel: any rank's signal stops all
-        if (lead_ && (last || interrupted || (recipe_.run.checkpoint_every > 0 && step % recipe_.run.checkpoint_every == 0))) {
+        if (lead_ && checkpoint) {
           const int64_t next_stage = last ? static_cast<int64_t>(i) + 1 : static_cast<int64_t>(i);
           // The store first: a crash between the two then leaves rows past the newest checkpoint (dropped
           // on resume), never a checkpoint past the store's rows (those steps' rows would be lost).
